@@ -1,0 +1,10 @@
+"""rivervalley: a JAX laboratory for the river-valley picture of loss landscapes and of
+learning-rate schedules such as Warmup-Stable-Decay."""
+
+__version__ = "0.1.0"
+
+from rivervalley import landscapes, optimizers, schedules
+from rivervalley.landscapes import Decomposition
+from rivervalley.runner import sweep
+
+__all__ = ["Decomposition", "__version__", "landscapes", "optimizers", "schedules", "sweep"]

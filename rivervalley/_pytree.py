@@ -1,0 +1,133 @@
+"""Frozen dataclasses registered as JAX pytrees, with batch-aware array fields.
+
+Every numeric field of a schedule or landscape is an array *leaf*, so ``jax.vmap`` can batch over
+it; discrete choices (a decay shape, a river kind) are *static* fields that are part of the tree
+structure and therefore of the compiled program.
+
+Each array field declares its *base* number of dimensions (``ndim``: 0 for a scalar such as a peak
+rate, 1 for a vector such as budget boundaries or a curvature spectrum).  Any extra leading axes
+are batch axes: a schedule whose ``peak`` has shape ``(4,)`` is a batch of four schedules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+T = TypeVar("T")
+
+_STATIC = "rivervalley_static"
+_NDIM = "rivervalley_ndim"
+
+
+def array_field(*, ndim: int = 0, **kwargs: Any) -> Any:
+    """A numeric (array) field whose unbatched value has ``ndim`` dimensions."""
+    return dataclasses.field(metadata={_STATIC: False, _NDIM: ndim}, **kwargs)
+
+
+def static_field(**kwargs: Any) -> Any:
+    """A static field: part of the tree structure; changing it recompiles."""
+    return dataclasses.field(metadata={_STATIC: True}, **kwargs)
+
+
+def _convert_sequences(self: Any) -> None:
+    """Turn list/tuple values of array fields into float arrays (other leaves are kept as given,
+    so tracers and ``vmap`` axis specs pass through unchanged)."""
+    for name in array_fields(self):
+        value = getattr(self, name)
+        if isinstance(value, list | tuple):
+            object.__setattr__(self, name, as_float(value))
+
+
+def pytree_dataclass(cls: type[T] | None = None, *, kw_only: bool = True) -> Any:
+    """Make ``cls`` a frozen dataclass registered as a pytree (array fields are leaves).
+
+    Lists and tuples given for array fields are converted to float arrays.
+    """
+    if cls is None:
+        return lambda c: pytree_dataclass(c, kw_only=kw_only)
+    cls.__post_init__ = _convert_sequences  # type: ignore[attr-defined]
+    cls = dataclasses.dataclass(frozen=True, kw_only=kw_only)(cls)
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    data = [f.name for f in fields if not f.metadata.get(_STATIC, False)]
+    meta = [f.name for f in fields if f.metadata.get(_STATIC, False)]
+    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+
+
+def array_fields(obj: Any) -> dict[str, int]:
+    """Names of the array fields of a pytree dataclass, mapped to their base ``ndim``."""
+    return {
+        f.name: f.metadata.get(_NDIM, 0)
+        for f in dataclasses.fields(obj)
+        if not f.metadata.get(_STATIC, False)
+    }
+
+
+def static_fields(obj: Any) -> dict[str, Any]:
+    """The static fields of a pytree dataclass and their values."""
+    return {
+        f.name: getattr(obj, f.name)
+        for f in dataclasses.fields(obj)
+        if f.metadata.get(_STATIC, False)
+    }
+
+
+def _leaf_batch_shape(obj: Any, name: str, ndim: int) -> tuple[int, ...]:
+    shape = np.shape(getattr(obj, name))
+    if len(shape) < ndim:
+        raise ValueError(
+            f"{type(obj).__name__}.{name} must have at least {ndim} dimension(s), got shape {shape}"
+        )
+    return tuple(shape[: len(shape) - ndim])
+
+
+def batch_shape(obj: Any) -> tuple[int, ...]:
+    """Common batch shape of all array fields (the leading axes beyond each field's base ndim)."""
+    shapes = [_leaf_batch_shape(obj, n, d) for n, d in array_fields(obj).items()]
+    try:
+        return tuple(np.broadcast_shapes(*shapes)) if shapes else ()
+    except ValueError:
+        detail = ", ".join(f"{n}: {s}" for n, s in zip(array_fields(obj), shapes, strict=True))
+        raise ValueError(
+            f"{type(obj).__name__} has array fields with incompatible batch shapes ({detail})"
+        ) from None
+
+
+def batched_fields(obj: Any) -> list[str]:
+    """Names of the array fields that carry a batch axis (the swept fields)."""
+    return [n for n, d in array_fields(obj).items() if _leaf_batch_shape(obj, n, d)]
+
+
+def broadcast_batch(obj: T, shape: tuple[int, ...]) -> T:
+    """Broadcast every array field of ``obj`` to the batch ``shape`` (plus its base shape)."""
+    updates = {}
+    for name, ndim in array_fields(obj).items():
+        leaf = jnp.asarray(getattr(obj, name))
+        base = leaf.shape[leaf.ndim - ndim :]
+        updates[name] = jnp.broadcast_to(leaf, tuple(shape) + tuple(base))
+    return dataclasses.replace(obj, **updates)  # type: ignore[type-var]
+
+
+def map_arrays(fn: Callable[[jax.Array], jax.Array], obj: T) -> T:
+    """Apply ``fn`` to every array field (leaf) of ``obj``."""
+    return jax.tree_util.tree_map(fn, obj)
+
+
+def as_float(x: Any) -> jax.Array:
+    """Convert a number or array to a floating JAX array (default float dtype)."""
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def describe(obj: Any) -> dict[str, Any]:
+    """Plain-Python description of a pytree dataclass (type, static and array fields), for
+    dataset attributes and cache keys."""
+    out: dict[str, Any] = {"type": type(obj).__name__}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out[f.name] = value if f.metadata.get(_STATIC, False) else np.asarray(value).tolist()
+    return out

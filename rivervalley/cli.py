@@ -1,0 +1,34 @@
+"""Command line: ``rivervalley demo [--quick] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rivervalley", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="WSD vs cosine vs constant with SGD on the toy river valley (one figure)"
+    )
+    demo.add_argument("--quick", action="store_true", help="a few seconds, fewer seeds and steps")
+    demo.add_argument(
+        "--out", type=Path, default=Path("outputs/demo"), help="folder for the figure and cache"
+    )
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from rivervalley import demo as demo_module
+
+        figure = demo_module.run(
+            args.out, quick=args.quick, progress=False if args.no_progress else None
+        )
+        print(f"figure written to {figure.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

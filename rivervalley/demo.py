@@ -1,0 +1,111 @@
+"""The main job: WSD, cosine and constant schedules with SGD on the toy river valley.
+
+``rivervalley demo`` runs every schedule over many seeds, caches the result and writes one figure
+with three panels (total, river and hill loss against step: mean and an interquartile band over
+seeds), then prints a summary of the two phases.  Default: 1024 seeds x 4000 steps, well under
+a minute on 2 CPU cores; ``--quick``: a few seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from rivervalley import optimizers, results, schedules
+from rivervalley._pytree import describe
+from rivervalley.landscapes import toy
+from rivervalley.plotting import loss_panels
+from rivervalley.runner import sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    steps: int = 4000
+    seeds: int = 1024
+    peak: float = 0.1
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2
+    record_every: int = 10
+
+    @classmethod
+    def quick(cls) -> DemoConfig:
+        return cls(steps=600, seeds=64, warmup_steps=20)
+
+    def schedules(self) -> dict[str, schedules.Schedule]:
+        common = {"warmup_steps": self.warmup_steps}
+        return {
+            "constant": schedules.constant(self.peak, **common),
+            "cosine": schedules.cosine(self.peak, self.steps, **common),
+            "wsd": schedules.wsd(self.peak, self.steps, self.decay_fraction, "linear", **common),
+        }
+
+
+def compute(config: DemoConfig, *, progress: bool | None = None) -> xr.Dataset:
+    """One sweep per schedule kind (each compiled once), concatenated along ``run``."""
+    parts = [
+        sweep(
+            toy(),
+            optimizers.sgd(),
+            schedule,
+            seeds=config.seeds,
+            steps=config.steps,
+            record_every=config.record_every,
+            progress=progress,
+        ).reset_coords(drop=False)[["loss", "river_loss", "hill_loss", "river_coord", "lr"]]
+        for schedule in config.schedules().values()
+    ]
+    names = list(config.schedules())
+    out = xr.concat(
+        [
+            p.assign_coords(schedule=("run", [n] * p.sizes["run"]))
+            for p, n in zip(parts, names, strict=True)
+        ],
+        dim="run",
+    )
+    return out.assign_coords(seed=("run", np.tile(np.arange(config.seeds), len(names))))
+
+
+def summary(ds: xr.Dataset, config: DemoConfig) -> str:
+    """Text table: the two phases of WSD next to cosine and constant (means over seeds)."""
+    decay_start = config.steps - round(config.decay_fraction * config.steps)
+    rows = [f"{'schedule':<10}{'step':>7}{'loss':>10}{'river':>10}{'hill':>10}{'river s':>10}"]
+    for name in config.schedules():
+        runs = ds.where(ds.schedule == name, drop=True)
+        for step in (decay_start, config.steps):
+            at = runs.sel(step=step).mean("run")
+            rows.append(
+                f"{name:<10}{step:>7d}{float(at.loss):>10.4f}{float(at.river_loss):>10.4f}"
+                f"{float(at.hill_loss):>10.4f}{float(at.river_coord):>10.3f}"
+            )
+    return "\n".join(rows)
+
+
+def plot(ds: xr.Dataset, config: DemoConfig, path: Path) -> Path:
+    groups = {name: ds.where(ds.schedule == name, drop=True) for name in config.schedules()}
+    title = (
+        f"SGD on the toy river valley, peak rate {config.peak}, {config.seeds} seeds "
+        f"(mean and interquartile band)"
+    )
+    fig = loss_panels(groups, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def run(out: Path, *, quick: bool = False, progress: bool | None = None) -> Path:
+    """Compute (or load from cache), plot, print the summary; return the figure's path."""
+    config = DemoConfig.quick() if quick else DemoConfig()
+    name = "demo_quick" if quick else "demo"
+    key = {
+        "demo": dataclasses.asdict(config),
+        "landscape": describe(toy()),
+        "optimizer": describe(optimizers.sgd()),
+        "schedules": {k: describe(s) for k, s in config.schedules().items()},
+    }
+    ds = results.cached(out / f"{name}.nc", key, lambda: compute(config, progress=progress))
+    figure = plot(ds, config, out / f"{name}.png")
+    print(summary(ds, config))
+    return figure

@@ -1,0 +1,67 @@
+"""The landscape protocol shared by every loss surface in the lab.
+
+A landscape is a pytree dataclass (its numeric parameters are array leaves, so ``sweep`` can batch
+over them) with:
+
+``loss(w)``               the full (population) loss, a scalar;
+``grad(w)``               its exact gradient (default: ``jax.grad(loss)``);
+``stochastic_grad(w, key)`` an unbiased estimate of ``grad(w)``;
+``init(key)``             a starting point;
+``decompose(w)``          the river / hill split as a ``Decomposition``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rivervalley._pytree import batch_shape
+
+
+class Decomposition(NamedTuple):
+    """River / hill split of one point ``w``.
+
+    ``river_coord``        position along the river (scalar);
+    ``river_loss``         loss of the river point ``r(w)``: ``L(r(w))``;
+    ``hill_loss``          height above the valley floor: ``L(w) - L(r(w))``;
+    ``hill_displacement``  ``w - r(w)``, shape ``(d,)`` (zero along the river coordinate).
+    """
+
+    river_coord: jax.Array
+    river_loss: jax.Array
+    hill_loss: jax.Array
+    hill_displacement: jax.Array
+
+    @property
+    def hill_dist(self) -> jax.Array:
+        """Euclidean distance of ``w`` from its river point."""
+        return jnp.linalg.norm(self.hill_displacement)
+
+
+class Landscape:
+    """Base class of all landscapes (subclasses are pytree dataclasses)."""
+
+    kind: ClassVar[str] = "landscape"
+
+    def loss(self, w: Any) -> jax.Array:
+        raise NotImplementedError
+
+    def grad(self, w: Any) -> Any:
+        """Exact gradient of ``loss``."""
+        return jax.grad(self.loss)(w)
+
+    def stochastic_grad(self, w: Any, key: jax.Array) -> Any:
+        raise NotImplementedError
+
+    def init(self, key: jax.Array) -> Any:
+        raise NotImplementedError
+
+    def decompose(self, w: Any) -> Decomposition:
+        raise NotImplementedError
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch axes shared by the numeric parameters (``()`` for one landscape)."""
+        return batch_shape(self)

@@ -1,0 +1,71 @@
+r"""The noisy quadratic model (NQM): the straight-river limit of a river valley.
+
+.. math::
+
+    L(w) = \tfrac12 \sum_i \lambda_i w_i^2, \qquad
+    \hat g(w) = \lambda \odot w + \sigma \odot \xi, \quad \xi \sim N(0, I).
+
+The river is the flattest direction (the coordinate with the smallest curvature); every other
+coordinate is a hill.  For SGD each coordinate's mean and variance follow an exact recursion
+(see ``rivervalley.theory``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rivervalley._pytree import array_field, as_float, pytree_dataclass
+from rivervalley.landscapes.base import Decomposition, Landscape
+
+
+@pytree_dataclass(kw_only=False)
+class NoisyQuadratic(Landscape):
+    """``NoisyQuadratic(curvatures, noise_std, start)``, all of shape ``(d,)``.
+
+    ``start`` is the initial point (``init`` is the protocol's method, hence the field name);
+    ``noisy_quadratic`` accepts a scalar ``noise_std`` and broadcasts it."""
+
+    kind = "noisy_quadratic"
+    curvatures: jax.Array = array_field(ndim=1)
+    noise_std: jax.Array = array_field(ndim=1)
+    start: jax.Array = array_field(ndim=1)
+
+    def loss(self, w):
+        return 0.5 * jnp.sum(self.curvatures * w**2)
+
+    def grad(self, w):
+        return self.curvatures * w
+
+    def stochastic_grad(self, w, key):
+        return self.grad(w) + self.noise_std * jax.random.normal(key, jnp.shape(w), w.dtype)
+
+    def init(self, key):
+        del key
+        return jnp.asarray(self.start)
+
+    def river_index(self) -> jax.Array:
+        """Index of the flattest coordinate (the river)."""
+        return jnp.argmin(self.curvatures)
+
+    def decompose(self, w):
+        per_dir = 0.5 * self.curvatures * w**2
+        is_river = jnp.arange(w.shape[-1]) == self.river_index()
+        river_loss = jnp.sum(jnp.where(is_river, per_dir, 0.0))
+        hill_loss = jnp.sum(jnp.where(is_river, 0.0, per_dir))
+        hills = jnp.where(is_river, 0.0, w)
+        return Decomposition(w[self.river_index()], river_loss, hill_loss, hills)
+
+
+def noisy_quadratic(curvatures, noise_std, init) -> NoisyQuadratic:
+    """Build a ``NoisyQuadratic``; ``noise_std`` and ``init`` broadcast to the curvatures' shape."""
+    curvatures = np.atleast_1d(np.asarray(curvatures, dtype=float))
+    noise = np.broadcast_to(np.asarray(noise_std, dtype=float), curvatures.shape)
+    start = np.broadcast_to(np.asarray(init, dtype=float), curvatures.shape)
+    return NoisyQuadratic(as_float(curvatures), as_float(noise), as_float(start))
+
+
+def power_law_spectrum(dim: int, top: float = 1.0, exponent: float = 1.0) -> np.ndarray:
+    """Curvatures ``lambda_i = top * i^(-exponent)``, ``i = 1..dim``."""
+    return top * np.arange(1, dim + 1, dtype=float) ** (-exponent)

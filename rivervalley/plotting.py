@@ -1,0 +1,70 @@
+"""The lab's figure style and standard panels (matplotlib, Agg backend, no ``plt.show``)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+
+STYLE = {
+    "figure.dpi": 110,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+}
+
+LABELS = {
+    "loss": "total loss $L(w)$",
+    "river_loss": "river loss $L(r(w))$",
+    "hill_loss": "hill loss $L(w) - L(r(w))$",
+    "river_coord": "river coordinate $s$",
+    "hill_dist": "hill distance $\\|w - r(w)\\|$",
+    "lr": "learning rate $\\eta_t$",
+}
+
+
+def band(
+    ax: Axes,
+    da: xr.DataArray,
+    *,
+    label: str,
+    color: str | None = None,
+    quantiles: tuple[float, float] = (0.25, 0.75),
+) -> None:
+    """Mean over ``run`` as a line and a quantile band (default: interquartile) against ``step``."""
+    mean = da.mean("run")
+    lo, hi = (da.quantile(q, dim="run") for q in quantiles)
+    (line,) = ax.plot(da["step"], mean, label=label, color=color, lw=1.6)
+    ax.fill_between(da["step"], lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+
+
+def loss_panels(
+    groups: dict[str, xr.Dataset],
+    variables: tuple[str, ...] = ("loss", "river_loss", "hill_loss"),
+    *,
+    title: str | None = None,
+    log: bool = True,
+):
+    """One panel per variable, one mean+band curve per group (e.g. per schedule)."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(variables), figsize=(4.2 * len(variables), 3.6))
+        axes = np.atleast_1d(axes)
+        for ax, var in zip(axes, variables, strict=True):
+            for name, ds in groups.items():
+                band(ax, ds[var], label=name)
+            ax.set_xlabel("step (updates)")
+            ax.set_ylabel(LABELS.get(var, var))
+            if log:
+                ax.set_yscale("log")
+        axes[0].legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+    return fig

@@ -1,0 +1,314 @@
+r"""Learning-rate schedules as traceable, batchable pytrees.
+
+A schedule maps an update index ``t`` (the rate used for the update from ``w_t`` to ``w_{t+1}``)
+to a learning rate.  Every schedule is a frozen dataclass whose numeric fields are array leaves and
+whose ``__call__`` is branch-free, so
+
+* it is a valid optax learning-rate schedule (``optax.sgd(learning_rate=wsd(...))``);
+* ``jax.vmap`` batches over *any* numeric field, warmup length and budget boundaries included;
+* ``stack`` / ``grid`` build one batched schedule from many.
+
+Common fields (same names on every schedule):
+
+``peak``
+    the maximal (stable) rate.
+``warmup_steps``
+    linear warmup from 0: the rate is ``min(body(t), peak * t / warmup_steps)`` for
+    ``t < warmup_steps``.  Taking the minimum means a warmup longer than a phase never produces a
+    jump above the schedule it ramps into.
+``final``
+    the rate at the end of a decay (default 0).
+
+Decays interpolate ``final + (peak - final) * g(u)`` where ``u`` in [0, 1] is the fraction of the
+decay window elapsed and ``g`` is the decay *shape* (``g(0) = 1``, ``g(1) = 0``):
+
+=========  ==============================================================
+``linear``  ``g(u) = 1 - u``
+``cosine``  ``g(u) = (1 + cos(pi u)) / 2``
+``sqrt``    ``g(u) = 1 - sqrt(u)``  (the "1-sqrt" cooldown)
+``exp``     ``g(u) = (exp(-k u) - exp(-k)) / (1 - exp(-k))`` with ``k = EXP_DECAY_RATE``
+=========  ==============================================================
+
+A decay window ``[start, start + length]`` reaches ``final`` exactly at ``start + length``; a
+window of length 0 is a step down at ``start``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rivervalley._pytree import (
+    array_field,
+    as_float,
+    batch_shape,
+    pytree_dataclass,
+    static_field,
+    static_fields,
+)
+
+DECAY_SHAPES = ("linear", "cosine", "sqrt", "exp")
+EXP_DECAY_RATE = 5.0  # e-folds over an ``exp`` decay window, before rescaling to end at 0
+
+
+def decay_shape(u: jax.Array, shape: str) -> jax.Array:
+    """Decay shape ``g(u)``: 1 at ``u = 0``, 0 at ``u = 1``, for ``u`` in [0, 1]."""
+    if shape == "linear":
+        return 1.0 - u
+    if shape == "cosine":
+        return 0.5 * (1.0 + jnp.cos(jnp.pi * u))
+    if shape == "sqrt":
+        return 1.0 - jnp.sqrt(u)
+    if shape == "exp":
+        floor = np.exp(-EXP_DECAY_RATE)
+        return (jnp.exp(-EXP_DECAY_RATE * u) - floor) / (1.0 - floor)
+    raise ValueError(f"unknown decay shape {shape!r}; allowed: {', '.join(DECAY_SHAPES)}")
+
+
+def _check_shape(shape: str) -> str:
+    if shape not in DECAY_SHAPES:
+        allowed = ", ".join(DECAY_SHAPES)
+        raise ValueError(f"shape: unknown decay shape {shape!r}; allowed: {allowed}")
+    return shape
+
+
+def window_progress(t: jax.Array, start: jax.Array, length: jax.Array) -> jax.Array:
+    """Fraction ``u = clip((t - start) / length, 0, 1)`` of a window elapsed (step if length 0)."""
+    positive = length > 0
+    u = jnp.clip((t - start) / jnp.where(positive, length, 1.0), 0.0, 1.0)
+    return jnp.where(positive, u, (t >= start).astype(u.dtype))
+
+
+def decay(t, start, length, peak, final, shape: str) -> jax.Array:
+    """``final + (peak - final) g(u)`` over the window ``[start, start + length]``."""
+    return final + (peak - final) * decay_shape(window_progress(t, start, length), shape)
+
+
+def _cycle(t: jax.Array, ends: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Index ``k`` of the budget containing ``t`` (cycle ``k`` is ``(ends[k-1], ends[k]]``),
+    with its start and end.  Beyond the last end the last cycle is returned."""
+    k = jnp.clip(jnp.searchsorted(ends, t, side="left"), 0, ends.shape[-1] - 1)
+    start = jnp.where(k > 0, ends[jnp.maximum(k - 1, 0)], 0.0)
+    return k, start, ends[k]
+
+
+@pytree_dataclass
+class Schedule:
+    """Base class: a learning rate ``body(t)`` under a linear warmup (see the module docstring)."""
+
+    kind: ClassVar[str] = "schedule"
+    peak: jax.Array = array_field()
+    warmup_steps: jax.Array = array_field()
+    final: jax.Array = array_field()
+
+    def body(self, t: jax.Array) -> jax.Array:
+        """The schedule without its warmup."""
+        raise NotImplementedError
+
+    def __call__(self, step: Any) -> jax.Array:
+        t = jnp.asarray(step, dtype=jnp.result_type(float))
+        lr = self.body(t)
+        warm = self.warmup_steps
+        ramp = self.peak * t / jnp.where(warm > 0, warm, 1.0)
+        return jnp.where((warm > 0) & (t < warm), jnp.minimum(lr, ramp), lr)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch axes shared by the numeric fields (``()`` for a single schedule)."""
+        return batch_shape(self)
+
+
+@pytree_dataclass
+class Constant(Schedule):
+    """``eta(t) = peak`` (after warmup).  ``final`` is unused: a constant schedule never decays."""
+
+    kind: ClassVar[str] = "constant"
+
+    def body(self, t):
+        return jnp.broadcast_to(self.peak, jnp.shape(t)).astype(t.dtype)
+
+
+@pytree_dataclass
+class Linear(Schedule):
+    """Linear decay from ``peak`` at ``warmup_steps`` to ``final`` at ``total_steps``."""
+
+    kind: ClassVar[str] = "linear"
+    total_steps: jax.Array = array_field()
+
+    def body(self, t):
+        w = self.warmup_steps
+        return decay(t, w, self.total_steps - w, self.peak, self.final, "linear")
+
+
+@pytree_dataclass
+class Cosine(Schedule):
+    """``final + (peak - final)(1 + cos(pi u))/2``, ``u = (t - warmup)/(total - warmup)``."""
+
+    kind: ClassVar[str] = "cosine"
+    total_steps: jax.Array = array_field()
+
+    def body(self, t):
+        w = self.warmup_steps
+        return decay(t, w, self.total_steps - w, self.peak, self.final, "cosine")
+
+
+@pytree_dataclass
+class WSD(Schedule):
+    """Warmup-stable-decay: ``peak`` until ``T - D``, then decay to ``final`` exactly at ``T``.
+
+    ``T = total_steps``, ``D = decay_fraction * T`` (the decay is the last fraction of the budget).
+    """
+
+    kind: ClassVar[str] = "wsd"
+    total_steps: jax.Array = array_field()
+    decay_fraction: jax.Array = array_field()
+    shape: str = static_field(default="linear")
+
+    @property
+    def decay_steps(self) -> jax.Array:
+        return self.decay_fraction * self.total_steps
+
+    @property
+    def decay_start(self) -> jax.Array:
+        return self.total_steps - self.decay_steps
+
+    def body(self, t):
+        return decay(t, self.decay_start, self.decay_steps, self.peak, self.final, self.shape)
+
+
+@pytree_dataclass
+class WSDS(Schedule):
+    """WSD-S: one main line with a decay before every budget end ``E_k``, then back to the peak.
+
+    Budget ``k`` spans ``(E_{k-1}, E_k]`` (``E_0 = 0``); its decay is the last
+    ``decay_fraction`` of that span, ending at ``final`` exactly at ``E_k``; at ``E_k + 1`` the rate
+    is back at ``peak`` (from the decayed iterate: no return to a checkpoint).  With
+    ``rewarmup_steps > 0`` the return is a linear ramp from ``final`` instead of a jump.  After the
+    last budget the rate stays at ``final``.
+    """
+
+    kind: ClassVar[str] = "wsd_s"
+    decay_ends: jax.Array = array_field(ndim=1)
+    decay_fraction: jax.Array = array_field()
+    rewarmup_steps: jax.Array = array_field()
+    shape: str = static_field(default="linear")
+
+    def body(self, t):
+        k, start, end = _cycle(t, self.decay_ends)
+        length = self.decay_fraction * (end - start)
+        lr = decay(t, end - length, length, self.peak, self.final, self.shape)
+        r = self.rewarmup_steps
+        ramp = self.final + (self.peak - self.final) * (t - start) / jnp.where(r > 0, r, 1.0)
+        return jnp.where((k > 0) & (r > 0), jnp.minimum(lr, ramp), lr)
+
+
+@pytree_dataclass
+class CyclicCosine(Schedule):
+    """One cosine cycle from ``peak`` to ``final`` per budget ``(E_{k-1}, E_k]``, restarting at
+    the peak; the first cycle starts after the warmup.  After the last budget: ``final``."""
+
+    kind: ClassVar[str] = "cyclic_cosine"
+    cycle_ends: jax.Array = array_field(ndim=1)
+
+    def body(self, t):
+        k, start, end = _cycle(t, self.cycle_ends)
+        start = jnp.where(k == 0, self.warmup_steps, start)
+        return decay(t, start, end - start, self.peak, self.final, "cosine")
+
+
+def _common(peak, warmup_steps, final) -> dict[str, jax.Array]:
+    return {
+        "peak": as_float(peak),
+        "warmup_steps": as_float(warmup_steps),
+        "final": as_float(final),
+    }
+
+
+def constant(peak, *, warmup_steps=0, final=0.0) -> Constant:
+    """Constant rate ``peak`` after a linear warmup."""
+    return Constant(**_common(peak, warmup_steps, final))
+
+
+def linear(peak, total_steps, *, warmup_steps=0, final=0.0) -> Linear:
+    """Linear decay to ``final`` at ``total_steps``."""
+    return Linear(**_common(peak, warmup_steps, final), total_steps=as_float(total_steps))
+
+
+def cosine(peak, total_steps, *, warmup_steps=0, final=0.0) -> Cosine:
+    """Cosine decay to ``final`` at ``total_steps``."""
+    return Cosine(**_common(peak, warmup_steps, final), total_steps=as_float(total_steps))
+
+
+def wsd(peak, total_steps, decay_fraction=0.2, shape="linear", *, warmup_steps=0, final=0.0) -> WSD:
+    """Warmup-stable-decay ending at ``final`` exactly at ``total_steps``."""
+    return WSD(
+        **_common(peak, warmup_steps, final),
+        total_steps=as_float(total_steps),
+        decay_fraction=as_float(decay_fraction),
+        shape=_check_shape(shape),
+    )
+
+
+def wsd_s(
+    peak,
+    decay_ends,
+    decay_fraction=0.1,
+    shape="linear",
+    *,
+    warmup_steps=0,
+    final=0.0,
+    rewarmup_steps=0,
+) -> WSDS:
+    """WSD-S with budgets ending at ``decay_ends`` (increasing step indices)."""
+    return WSDS(
+        **_common(peak, warmup_steps, final),
+        decay_ends=as_float(np.atleast_1d(decay_ends)),
+        decay_fraction=as_float(decay_fraction),
+        rewarmup_steps=as_float(rewarmup_steps),
+        shape=_check_shape(shape),
+    )
+
+
+def cyclic_cosine(peak, cycle_ends, *, warmup_steps=0, final=0.0) -> CyclicCosine:
+    """Cyclic cosine with cycles ending at ``cycle_ends`` (increasing step indices)."""
+    return CyclicCosine(
+        **_common(peak, warmup_steps, final), cycle_ends=as_float(np.atleast_1d(cycle_ends))
+    )
+
+
+def stack(schedules: Sequence[Schedule]) -> Schedule:
+    """One batched schedule (batch axis 0) from unbatched schedules of the same kind.
+
+    Raises ``ValueError`` if the kinds, static fields (e.g. decay shape) or boundary counts differ.
+    """
+    if not schedules:
+        raise ValueError("stack: need at least one schedule")
+    first = schedules[0]
+    for i, s in enumerate(schedules):
+        if type(s) is not type(first) or static_fields(s) != static_fields(first):
+            raise ValueError(
+                f"stack: schedule {i} is {type(s).__name__}{static_fields(s)}, expected "
+                f"{type(first).__name__}{static_fields(first)}; stack schedules of one kind"
+            )
+        if s.batch_shape:
+            raise ValueError(f"stack: schedule {i} is already batched {s.batch_shape}")
+    try:
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *schedules)
+    except ValueError as err:
+        raise ValueError(f"stack: field shapes differ between schedules ({err})") from None
+
+
+def grid(factory: Callable[..., Schedule], sweep: Mapping[str, Sequence[Any]], **fixed) -> Schedule:
+    """Cartesian product of swept field values as one batched schedule.
+
+    ``grid(wsd, {"peak": [0.1, 0.2], "decay_fraction": [0.1, 0.2]}, total_steps=1000)`` gives a
+    batch of 4 in row-major order (the first key varies slowest).
+    """
+    names = list(sweep)
+    combos = itertools.product(*(sweep[n] for n in names))
+    return stack([factory(**fixed, **dict(zip(names, c, strict=True))) for c in combos])
