@@ -32,7 +32,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(steps=600, seeds=64, warmup_steps=20)
+        return cls(steps=2000, seeds=128, warmup_steps=50, record_every=20)
 
     def schedules(self) -> dict[str, schedules.Schedule]:
         common = {"warmup_steps": self.warmup_steps}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,7 +13,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 
-STYLE = {
+STYLE: dict[Any, Any] = {
     "figure.dpi": 110,
     "axes.grid": True,
     "grid.alpha": 0.3,

@@ -1,0 +1,188 @@
+"""The sweep runner: batching, determinism, key convention, compilation, records, persistence."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rivervalley import optimizers, results, runner, schedules
+from rivervalley.landscapes import noisy_quadratic, river_valley, toy
+
+STEPS = 60
+
+
+def reference_run(landscape, optimizer, schedule, seed, steps):
+    """Independent single-run loop in Python: the documented key convention and optax's update,
+    without scan or vmap.  Returns the loss after every update (index t = after t updates)."""
+    init_key, noise_key = jax.random.split(jax.random.key(seed))
+    w = landscape.init(init_key)
+    tx = optimizer.transform(schedule)
+    state = tx.init(w)
+    losses = [float(landscape.loss(w))]
+    for t in range(steps):
+        g = optimizer.gradient(landscape, w, jax.random.fold_in(noise_key, t))
+        updates, state = tx.update(g, state, w)
+        w = optax.apply_updates(w, updates)
+        losses.append(float(landscape.loss(w)))
+    return np.array(losses)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [optimizers.sgd(), optimizers.sgd(momentum=0.8), optimizers.adam(), optimizers.gd()],
+)
+def test_sweep_matches_independent_loop(optimizer):
+    landscape = toy()
+    schedule = schedules.wsd(0.05, STEPS, 0.3, warmup_steps=5)
+    ds = runner.sweep(landscape, optimizer, schedule, seeds=[3, 11], steps=STEPS, progress=False)
+    for run, seed in enumerate([3, 11]):
+        expected = reference_run(landscape, optimizer, schedule, seed, STEPS)
+        # float32 arithmetic in a different order (fused, vectorised): relative 1e-5 is ~100 ulp
+        np.testing.assert_allclose(ds.loss.isel(run=run), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_vmap_over_batch_equals_loop_of_single_runs():
+    landscape = river_valley(8, spectrum_exponent=1.0)
+    batch = schedules.grid(
+        schedules.wsd, {"peak": [0.02, 0.05], "decay_fraction": [0.1, 0.5]}, total_steps=STEPS
+    )
+    ds = runner.sweep(landscape, optimizers.sgd(), batch, seeds=3, steps=STEPS, progress=False)
+    assert ds.sizes == {"run": 12, "step": STEPS + 1}
+    run = 0
+    for peak in [0.02, 0.05]:
+        for fraction in [0.1, 0.5]:
+            single = schedules.wsd(peak, STEPS, fraction)
+            alone = runner.sweep(
+                landscape, optimizers.sgd(), single, seeds=3, steps=STEPS, progress=False
+            )
+            for seed in range(3):
+                got = ds.isel(run=run)
+                assert float(got.peak) == pytest.approx(peak)
+                assert float(got.decay_fraction) == pytest.approx(fraction)
+                assert int(got.seed) == seed
+                np.testing.assert_allclose(got.loss, alone.loss.isel(run=seed), rtol=1e-6)
+                run += 1
+
+
+def test_landscape_and_optimizer_batches_form_a_product():
+    quads = jax.tree_util.tree_map(
+        lambda *xs: jnp.stack(xs),
+        noisy_quadratic([1.0, 0.1], 0.5, 1.0),
+        noisy_quadratic([2.0, 0.1], 0.5, 1.0),
+    )
+    momenta = jax.tree_util.tree_map(
+        lambda *xs: jnp.stack(xs), optimizers.sgd(momentum=0.0), optimizers.sgd(momentum=0.5)
+    )
+    ds = runner.sweep(quads, momenta, schedules.constant(0.1), seeds=2, steps=10, progress=False)
+    assert ds.sizes["run"] == 2 * 2 * 2
+    assert ds.curvatures.dims == ("run", "curvatures_dim0")
+    np.testing.assert_array_equal(ds.curvatures.values[:, 0], [1, 1, 1, 1, 2, 2, 2, 2])
+    np.testing.assert_allclose(ds.momentum.values, [0, 0, 0.5, 0.5] * 2)
+    np.testing.assert_array_equal(ds.seed.values, [0, 1] * 4)
+    # momentum 0 with heavy ball == plain SGD on the same noise: runs 0 and 2 differ, 0 == plain
+    plain = runner.sweep(
+        noisy_quadratic([1.0, 0.1], 0.5, 1.0),
+        optimizers.sgd(),
+        schedules.constant(0.1),
+        seeds=2,
+        steps=10,
+        progress=False,
+    )
+    np.testing.assert_allclose(ds.loss.isel(run=[0, 1]), plain.loss, rtol=1e-6)
+    assert not np.allclose(ds.loss.isel(run=0), ds.loss.isel(run=2))
+
+
+def test_same_key_same_result_and_seeds_differ():
+    args = (toy(), optimizers.sgd(), schedules.cosine(0.1, STEPS))
+    a = runner.sweep(*args, seeds=[7, 8], steps=STEPS, progress=False)
+    b = runner.sweep(*args, seeds=[7, 8], steps=STEPS, progress=False)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    assert not np.array_equal(a.loss.isel(run=0), a.loss.isel(run=1))
+
+
+def test_records_and_lr_coordinates():
+    schedule = schedules.wsd_s(0.1, [40, 80], 0.25, warmup_steps=10)
+    ds = runner.sweep(toy(), optimizers.sgd(), schedule, seeds=1, steps=80, record_every=8)
+    np.testing.assert_array_equal(ds.step, np.arange(0, 81, 8))
+    np.testing.assert_allclose(ds.lr.isel(run=0), jax.vmap(schedule)(jnp.arange(0, 81, 8)))
+    full = runner.sweep(toy(), optimizers.sgd(), schedule, seeds=1, steps=80, progress=False)
+    # strided records are the same states as the dense record at those steps
+    np.testing.assert_allclose(ds.loss, full.loss.sel(step=ds.step), rtol=1e-6)
+    assert set(ds.data_vars) == set(runner.RECORDED)
+    assert ds.loss.isel(step=0).item() == pytest.approx(float(toy().loss(toy().start)))
+
+
+def test_chunking_does_not_change_results():
+    args = (toy(), optimizers.sgd(), schedules.wsd(0.1, 120, 0.2))
+    one = runner.sweep(*args, seeds=4, steps=120, record_every=4, progress=False)
+    chunked = runner.sweep(
+        *args, seeds=4, steps=120, record_every=4, chunk_steps=28, progress=False
+    )
+    np.testing.assert_array_equal(one.loss, chunked.loss)
+    np.testing.assert_array_equal(one.river_coord, chunked.river_coord)
+
+
+def test_new_values_of_same_shapes_do_not_recompile():
+    def run(peak, fraction, curvature):
+        batch = schedules.grid(
+            schedules.wsd, {"peak": peak, "decay_fraction": fraction}, total_steps=50
+        )
+        landscape = river_valley(4, curvatures=curvature)
+        return runner.sweep(landscape, optimizers.sgd(), batch, seeds=2, steps=50, progress=False)
+
+    run([0.1, 0.2], [0.1], 5.0)
+    before = runner.trace_count()
+    second = run([0.01, 0.03], [0.7], 2.0)
+    assert runner.trace_count() == before
+    np.testing.assert_allclose(second.peak, [0.01, 0.01, 0.03, 0.03])
+    run([0.1, 0.2, 0.3], [0.1], 5.0)  # a new batch size is a new shape: compiles once more
+    assert runner.trace_count() == before + 1
+
+
+def test_save_load_round_trip(tmp_path):
+    batch = schedules.stack([schedules.wsd_s(0.1, [20, 40]), schedules.wsd_s(0.05, [10, 40])])
+    ds = runner.sweep(toy(), optimizers.sgd(), batch, seeds=2, steps=40, progress=False)
+    path = results.save(ds, tmp_path / "sweep.nc")
+    back = results.load(path)
+    assert back.identical(ds)
+
+
+def test_cache_reuses_only_matching_config(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return runner.sweep(
+            toy(), optimizers.gd(), schedules.constant(0.1), seeds=1, steps=5, progress=False
+        )
+
+    path = tmp_path / "cache.nc"
+    first = results.cached(path, {"a": 1}, compute)
+    again = results.cached(path, {"a": 1}, compute)
+    assert len(calls) == 1 and again.identical(first)
+    results.cached(path, {"a": 2}, compute)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 10, "record_every": 3}, "multiple of record_every"),
+        ({"steps": 10, "record_every": 0}, "record_every"),
+        ({"steps": 10, "seeds": 0}, "seeds"),
+        ({"steps": 10, "seeds": [-1]}, "seeds"),
+        ({"steps": 10, "seeds": [0.5]}, "seeds"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    kwargs = {"seeds": 1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        runner.sweep(toy(), optimizers.sgd(), schedules.constant(0.1), progress=False, **kwargs)
+
+
+def test_two_batch_axes_are_rejected():
+    two_d = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (2, 2)), schedules.constant(0.1))
+    with pytest.raises(ValueError, match="one batch axis"):
+        runner.sweep(toy(), optimizers.sgd(), two_d, seeds=1, steps=2, progress=False)
