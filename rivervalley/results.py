@@ -7,6 +7,8 @@ package version; ``cached`` reuses a file only when both match the request.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -46,11 +48,22 @@ def canonical(config: Any) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """SHA-256 of the package's source files: any code change invalidates cached results."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for source in sorted(root.rglob("*.py")):
+        digest.update(source.relative_to(root).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def cached(path: str | os.PathLike, config: Any, compute: Callable[[], xr.Dataset]) -> xr.Dataset:
-    """Load ``path`` if it holds a result of exactly ``config`` and this package version;
-    otherwise run ``compute()``, tag it with ``config`` and save it."""
+    """Load ``path`` if it holds a result of exactly ``config``, made by this package version and
+    source code (``code_fingerprint``); otherwise run ``compute()``, tag it and save it."""
     path = Path(path)
-    key = canonical(config)
+    key = canonical({"config": config, "code": code_fingerprint()})
     if path.exists():
         try:
             ds = load(path)

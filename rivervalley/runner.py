@@ -69,10 +69,14 @@ def update(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, state
     return RunState(params, opt_state, state.key, state.step + 1)
 
 
-def record(landscape: Landscape, schedule: Schedule, state: RunState) -> dict[str, jax.Array]:
-    """The recorded quantities at the current step (``lr`` is the rate of the next update)."""
+def record(
+    landscape: Landscape, schedule: Schedule, state: RunState, *, with_params: bool = False
+) -> dict[str, jax.Array]:
+    """The recorded quantities at the current step (``lr`` is the rate of the next update);
+    with ``with_params`` also the parameters themselves (``params``)."""
     parts = landscape.decompose(state.params)
-    return {
+    extra = {"params": state.params} if with_params else {}
+    return extra | {
         "loss": landscape.loss(state.params),
         "river_loss": parts.river_loss,
         "hill_loss": parts.hill_loss,
@@ -82,7 +86,16 @@ def record(landscape: Landscape, schedule: Schedule, state: RunState) -> dict[st
     }
 
 
-def advance(landscape, optimizer, schedule, state: RunState, *, n_records: int, record_every: int):
+def advance(
+    landscape,
+    optimizer,
+    schedule,
+    state: RunState,
+    *,
+    n_records: int,
+    record_every: int,
+    with_params: bool = False,
+):
     """Run ``n_records * record_every`` updates of one run, recording after every
     ``record_every``; returns the final state and records of shape ``(n_records,)``."""
 
@@ -90,7 +103,7 @@ def advance(landscape, optimizer, schedule, state: RunState, *, n_records: int, 
         state = jax.lax.fori_loop(
             0, record_every, lambda _, s: update(landscape, optimizer, schedule, s), state
         )
-        return state, record(landscape, schedule, state)
+        return state, record(landscape, schedule, state, with_params=with_params)
 
     return jax.lax.scan(one_record, state, None, length=n_records)
 
@@ -103,18 +116,21 @@ def trace_count() -> int:
     return _TRACE_COUNT
 
 
-@functools.partial(jax.jit, static_argnames=("n_records", "record_every"))
-def _advance_runs(landscape, optimizer, schedule, state, *, n_records, record_every):
+@functools.partial(jax.jit, static_argnames=("n_records", "record_every", "with_params"))
+def _advance_runs(landscape, optimizer, schedule, state, *, n_records, record_every, with_params):
     global _TRACE_COUNT
     _TRACE_COUNT += 1
-    step = functools.partial(advance, n_records=n_records, record_every=record_every)
+    step = functools.partial(
+        advance, n_records=n_records, record_every=record_every, with_params=with_params
+    )
     return jax.vmap(step)(landscape, optimizer, schedule, state)
 
 
-@jax.jit
-def _start_runs(landscape, optimizer, schedule, keys):
+@functools.partial(jax.jit, static_argnames=("with_params",))
+def _start_runs(landscape, optimizer, schedule, keys, *, with_params):
     state = jax.vmap(init_run)(landscape, optimizer, schedule, keys)
-    return state, jax.vmap(record)(landscape, schedule, state)
+    first = jax.vmap(functools.partial(record, with_params=with_params))(landscape, schedule, state)
+    return state, first
 
 
 def _seed_array(seeds: int | Sequence[int]) -> np.ndarray:
@@ -161,6 +177,7 @@ def sweep(
     record_every: int = 1,
     chunk_steps: int | None = None,
     progress: bool | None = None,
+    record_params: bool = False,
 ) -> xr.Dataset:
     """Run every combination of the batched components and seeds; return an ``xarray.Dataset``.
 
@@ -181,6 +198,9 @@ def sweep(
         the progress bar advances per chunk.
     progress
         Show a progress bar (``None``: only on a terminal).
+    record_params
+        Also record the iterates themselves as ``params`` with dims ``(run, step, param)``
+        (flat parameter vectors only; memory grows with the dimension).
 
     Returns
     -------
@@ -215,19 +235,21 @@ def sweep(
     n_chunks = math.ceil(n_total / chunk)
     chunk = math.ceil(n_total / n_chunks)
 
-    state, first = _start_runs(*args, keys)
+    state, first = _start_runs(*args, keys, with_params=record_params)
     pieces = [jax.tree_util.tree_map(lambda x: np.asarray(x)[:, None], first)]
     disable = None if progress is None else not progress
     with tqdm(total=steps, unit="step", disable=disable, desc="sweep") as bar:
         done = 0
         while done < n_total:
             n = min(chunk, n_total - done)
-            state, recs = _advance_runs(*args, state, n_records=n, record_every=record_every)
+            state, recs = _advance_runs(
+                *args, state, n_records=n, record_every=record_every, with_params=record_params
+            )
             pieces.append(jax.tree_util.tree_map(np.asarray, recs))
             done += n
             bar.update(n * record_every)
 
-    data = {k: np.concatenate([p[k] for p in pieces], axis=1) for k in RECORDED}
+    data = {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
     return _dataset(data, comps, index, seed_values, n_runs, steps, record_every)
 
 
@@ -252,5 +274,5 @@ def _dataset(data, comps, index, seed_values, n_runs, steps, record_every) -> xr
         **{name: describe(comp) for name, comp in comps.items()},
     }
     attrs = {"rivervalley_version": __version__, "config": json.dumps(config, sort_keys=True)}
-    variables = {k: (("run", "step"), v) for k, v in data.items()}
+    variables = {k: (("run", "step", "param")[: v.ndim], v) for k, v in data.items()}
     return xr.Dataset(variables, coords=coords, attrs=attrs)

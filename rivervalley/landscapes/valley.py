@@ -125,7 +125,7 @@ def river_valley(
 def toy(
     *,
     hill_curvature: float = 10.0,
-    amplitude: float = 0.5,
+    amplitude: float = 0.15,
     frequency: float = 1.0,
     noise_std: float = 0.3,
     river: str = "softplus",

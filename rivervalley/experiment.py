@@ -1,0 +1,58 @@
+"""The convention every script in ``experiments/`` follows: compute -> cache -> plot.
+
+An experiment provides ``compute(quick) -> Dataset`` (the expensive part, cached as netCDF keyed
+by its configuration) and ``plot(ds, out_dir) -> list[Path]`` (reads only the dataset).
+``run_experiment`` parses ``--quick``, ``--out DIR`` and ``--no-progress``, reuses the cache only
+when the configuration, the script and the package code all match, and prints where the figures
+are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from rivervalley import results
+
+
+def default_output_dir(script: str | Path, name: str) -> Path:
+    """``<repository>/outputs/experiments/<name>`` for a script in ``<repository>/experiments``."""
+    return Path(script).resolve().parents[1] / "outputs" / "experiments" / name
+
+
+def run_experiment(
+    name: str,
+    *,
+    script: str | Path,
+    config: Callable[[bool], Any],
+    compute: Callable[[Any, bool | None], xr.Dataset],
+    plot: Callable[[xr.Dataset, Any, Path], list[Path]],
+    description: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> list[Path]:
+    """Parse the standard flags, compute (or load the cache), plot; return the figure paths.
+
+    ``config(quick)`` gives the configuration (a JSON-able object or dataclass with ``asdict``);
+    ``compute(config, progress)`` the dataset; ``plot(ds, config, out_dir)`` the figures.
+    """
+    parser = argparse.ArgumentParser(prog=name, description=description)
+    parser.add_argument("--quick", action="store_true", help="seconds: small sizes, for tests")
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    out = args.out or default_output_dir(script, name)
+    cfg = config(args.quick)
+    script_hash = hashlib.sha256(Path(script).read_bytes()).hexdigest()
+    key = {"experiment": name, "config": getattr(cfg, "__dict__", cfg), "script": script_hash}
+    progress = False if args.no_progress else None
+    tag = "quick" if args.quick else "full"
+    ds = results.cached(out / f"{name}_{tag}.nc", key, lambda: compute(cfg, progress))
+    figures = plot(ds, cfg, out)
+    for figure in figures:
+        print(f"figure written to {figure.resolve()}")
+    return figures
