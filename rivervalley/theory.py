@@ -25,14 +25,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 
 class Moments(NamedTuple):
     """Per-coordinate mean and variance, each of shape ``(T + 1, d)`` (row ``t``: after ``t``
     updates)."""
 
-    mean: jax.Array
-    var: jax.Array
+    mean: ArrayLike
+    var: ArrayLike
 
 
 def sgd_quadratic_moments(curvatures, noise_std, mean0, var0, lrs) -> Moments:
@@ -55,13 +56,14 @@ def sgd_quadratic_moments(curvatures, noise_std, mean0, var0, lrs) -> Moments:
 
 def expected_quadratic_loss(curvatures, moments: Moments) -> jax.Array:
     """``E L_t = 1/2 sum_i lambda_i (m_{t,i}^2 + v_{t,i})``, shape ``(T + 1,)``."""
-    return 0.5 * jnp.sum(jnp.asarray(curvatures) * (moments.mean**2 + moments.var), axis=-1)
+    m, v = jnp.asarray(moments.mean), jnp.asarray(moments.var)
+    return 0.5 * jnp.sum(jnp.asarray(curvatures) * (m**2 + v), axis=-1)
 
 
 def quadratic_loss_variance(curvatures, moments: Moments) -> jax.Array:
     """``Var L_t`` for Gaussian iterates: ``sum_i (lambda_i/2)^2 (2 v^2 + 4 m^2 v)``."""
     lam = jnp.asarray(curvatures)
-    m, v = moments.mean, moments.var
+    m, v = jnp.asarray(moments.mean), jnp.asarray(moments.var)
     return jnp.sum((0.5 * lam) ** 2 * (2.0 * v**2 + 4.0 * m**2 * v), axis=-1)
 
 
