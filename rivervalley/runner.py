@@ -22,8 +22,10 @@ decay shape, dimensions, number of runs, chunk length): new values of any numeri
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -32,12 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import xarray as xr
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from rivervalley import __version__
+from rivervalley import checkpoint as checkpoint_io
 from rivervalley._pytree import batch_shape, batched_fields, broadcast_batch, describe
 from rivervalley.landscapes.base import Landscape
 from rivervalley.optimizers import Optimizer
+from rivervalley.results import code_fingerprint
 from rivervalley.schedules import Schedule
 
 RECORDED = ("loss", "river_loss", "hill_loss", "river_coord", "hill_dist", "lr")
@@ -45,12 +50,14 @@ DEFAULT_CHUNK_STEPS = 10_000
 
 
 class RunState(NamedTuple):
-    """State of one run between updates: parameters, optimizer state, noise key, step ``t``."""
+    """State of one run between updates: parameters, optimizer state, noise key, step ``t``, and
+    ``diverged_at``: -1 while the run is finite, else the step at which it stopped being."""
 
     params: Any
     opt_state: Any
     key: jax.Array
     step: jax.Array
+    diverged_at: jax.Array
 
 
 def init_run(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, key) -> RunState:
@@ -58,15 +65,38 @@ def init_run(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, key
     init_key, noise_key = jax.random.split(key)
     params = landscape.init(init_key)
     opt_state = optimizer.transform(schedule).init(params)
-    return RunState(params, opt_state, noise_key, jnp.zeros((), jnp.int32))
+    never = jnp.full((), -1, jnp.int32)
+    return RunState(params, opt_state, noise_key, jnp.zeros((), jnp.int32), never)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def _freeze(keep_old: jax.Array, old: Any, new: Any) -> Any:
+    return jax.tree_util.tree_map(lambda o, n: jnp.where(keep_old, o, n), old, new)
 
 
 def update(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, state: RunState):
-    """One optimizer step ``w_t -> w_{t+1}`` with rate ``schedule(t)``."""
+    """One optimizer step ``w_t -> w_{t+1}`` with rate ``schedule(t)``.
+
+    A run whose gradient or new parameters are not finite is *frozen*: it keeps its last finite
+    parameters and optimizer state from then on, and ``diverged_at`` records the step."""
     grad = optimizer.gradient(landscape, state.params, jax.random.fold_in(state.key, state.step))
     updates, opt_state = optimizer.transform(schedule).update(grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return RunState(params, opt_state, state.key, state.step + 1)
+    healthy = state.diverged_at < 0
+    finite = _all_finite(grad) & _all_finite(params)
+    keep_old = ~(healthy & finite)
+    diverged_at = jnp.where(healthy & ~finite, state.step + 1, state.diverged_at)
+    return RunState(
+        _freeze(keep_old, state.params, params),
+        _freeze(keep_old, state.opt_state, opt_state),
+        state.key,
+        state.step + 1,
+        diverged_at,
+    )
 
 
 def record(
@@ -86,6 +116,12 @@ def record(
     }
 
 
+def _flag_nonfinite_loss(state: RunState, rec: dict[str, jax.Array]) -> RunState:
+    """A loss that overflows while the parameters stay finite also counts as divergence."""
+    newly = (state.diverged_at < 0) & ~jnp.isfinite(rec["loss"])
+    return state._replace(diverged_at=jnp.where(newly, state.step, state.diverged_at))
+
+
 def advance(
     landscape,
     optimizer,
@@ -103,7 +139,8 @@ def advance(
         state = jax.lax.fori_loop(
             0, record_every, lambda _, s: update(landscape, optimizer, schedule, s), state
         )
-        return state, record(landscape, schedule, state, with_params=with_params)
+        rec = record(landscape, schedule, state, with_params=with_params)
+        return _flag_nonfinite_loss(state, rec), rec
 
     return jax.lax.scan(one_record, state, None, length=n_records)
 
@@ -128,9 +165,12 @@ def _advance_runs(landscape, optimizer, schedule, state, *, n_records, record_ev
 
 @functools.partial(jax.jit, static_argnames=("with_params",))
 def _start_runs(landscape, optimizer, schedule, keys, *, with_params):
-    state = jax.vmap(init_run)(landscape, optimizer, schedule, keys)
-    first = jax.vmap(functools.partial(record, with_params=with_params))(landscape, schedule, state)
-    return state, first
+    def start(landscape, optimizer, schedule, key):
+        state = init_run(landscape, optimizer, schedule, key)
+        rec = record(landscape, schedule, state, with_params=with_params)
+        return _flag_nonfinite_loss(state, rec), rec
+
+    return jax.vmap(start)(landscape, optimizer, schedule, keys)
 
 
 def _seed_array(seeds: int | Sequence[int]) -> np.ndarray:
@@ -167,6 +207,19 @@ def _coordinate_names(comps: dict[str, Any]) -> dict[tuple[str, str], str]:
     return {(c, f): f if counts[f] == 1 and f not in reserved else f"{c}_{f}" for c, f in fields}
 
 
+def _run_sharding(devices: int | Sequence[Any] | None) -> NamedSharding | None:
+    """Sharding of the run axis over ``devices`` (a count of local devices or a list)."""
+    if devices is None:
+        return None
+    if isinstance(devices, int | np.integer):
+        available = jax.devices()
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices: asked for {devices}, {len(available)} available")
+        devices = available[: int(devices)]
+    mesh = Mesh(np.asarray(list(devices)), ("runs",))
+    return NamedSharding(mesh, PartitionSpec("runs"))
+
+
 def sweep(
     landscape: Landscape,
     optimizer: Optimizer,
@@ -178,6 +231,8 @@ def sweep(
     chunk_steps: int | None = None,
     progress: bool | None = None,
     record_params: bool = False,
+    devices: int | Sequence[Any] | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> xr.Dataset:
     """Run every combination of the batched components and seeds; return an ``xarray.Dataset``.
 
@@ -195,17 +250,26 @@ def sweep(
         updates (``step = 0`` is the start) and ``lr`` the rate of update ``t``.
     chunk_steps
         Updates per compiled call (default ``DEFAULT_CHUNK_STEPS``, rounded to whole records);
-        the progress bar advances per chunk.
+        the progress bar and checkpoints advance per chunk.
     progress
         Show a progress bar (``None``: only on a terminal).
     record_params
         Also record the iterates themselves as ``params`` with dims ``(run, step, param)``
         (flat parameter vectors only; memory grows with the dimension).
+    devices
+        Shard the run axis over these devices (or the first ``n`` local devices) with
+        ``jax.sharding``; runs are padded to a multiple of the device count.  Results are
+        identical to a single-device sweep.
+    checkpoint
+        A file to which the state and records are written (atomically) after every chunk; if it
+        already holds a checkpoint of this exact sweep, the sweep resumes from it.
 
     Returns
     -------
     Dataset with dims ``run`` and ``step``; variables ``loss``, ``river_loss``, ``hill_loss``,
-    ``river_coord``, ``hill_dist`` and ``lr`` of shape ``(run, step)``; coordinates ``seed``,
+    ``river_coord``, ``hill_dist`` and ``lr`` of shape ``(run, step)``, and per run ``diverged``
+    (bool) and ``diverged_step`` (the update after which the run stopped being finite; -1 if
+    never).  A diverged run is frozen at its last finite state.  Coordinates: ``seed``,
     ``landscape``, ``optimizer``, ``schedule`` (kinds) and one per swept field.
     """
     if not isinstance(steps, int | np.integer) or steps < 1:
@@ -221,41 +285,77 @@ def sweep(
     sizes = [(batch_shape(comp) or (1,))[0] for comp in comps.values()] + [len(seed_values)]
     index = [i.ravel() for i in np.indices(sizes)]
     n_runs = math.prod(sizes)
+    sharding = _run_sharding(devices)
+    n_padded = n_runs
+    if sharding is not None:
+        n_dev = sharding.mesh.size
+        n_padded = math.ceil(n_runs / n_dev) * n_dev
+    padded = [np.concatenate([i, np.full(n_padded - n_runs, i[-1])]) for i in index]
 
     def per_run(comp, idx):
         batch = batch_shape(comp) or (1,)
         return jax.tree_util.tree_map(lambda x: x[idx], broadcast_batch(comp, batch))
 
-    run_comps = {n: per_run(c, i) for (n, c), i in zip(comps.items(), index, strict=False)}
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seed_values[index[-1]], dtype=jnp.uint32))
-    args = (run_comps["landscape"], run_comps["optimizer"], run_comps["schedule"])
+    args = tuple(per_run(c, i) for c, i in zip(comps.values(), padded, strict=False))
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seed_values[padded[-1]], dtype=jnp.uint32))
+    if sharding is not None:
+        args, keys = jax.device_put((args, keys), sharding)
 
     n_total = steps // record_every
     chunk = max(1, (chunk_steps or DEFAULT_CHUNK_STEPS) // record_every)
     n_chunks = math.ceil(n_total / chunk)
     chunk = math.ceil(n_total / n_chunks)
+    config = _config(comps, seed_values, steps, record_every)
 
     state, first = _start_runs(*args, keys, with_params=record_params)
-    pieces = [jax.tree_util.tree_map(lambda x: np.asarray(x)[:, None], first)]
+    records = {k: np.asarray(v)[:, None] for k, v in first.items()}
+    done = 0
+    fingerprint = ""
+    if checkpoint is not None:
+        fingerprint = _fingerprint(config, chunk, record_params, n_padded)
+        resumed = checkpoint_io.load(checkpoint, fingerprint, state)
+        if resumed is not None:
+            state, records, done = resumed
+            if sharding is not None:
+                state = jax.device_put(state, sharding)
     disable = None if progress is None else not progress
-    with tqdm(total=steps, unit="step", disable=disable, desc="sweep") as bar:
-        done = 0
+    with tqdm(total=steps, initial=done * record_every, unit="step", disable=disable) as bar:
         while done < n_total:
             n = min(chunk, n_total - done)
             state, recs = _advance_runs(
                 *args, state, n_records=n, record_every=record_every, with_params=record_params
             )
-            pieces.append(jax.tree_util.tree_map(np.asarray, recs))
+            records = {k: np.concatenate([records[k], np.asarray(recs[k])], axis=1) for k in recs}
             done += n
+            if checkpoint is not None:
+                checkpoint_io.save(checkpoint, fingerprint, state, records, done)
             bar.update(n * record_every)
 
-    data = {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
-    return _dataset(data, comps, index, seed_values, n_runs, steps, record_every)
+    diverged_at = np.asarray(state.diverged_at)[:n_runs].astype(np.int64)
+    data = {k: v[:n_runs] for k, v in records.items()}
+    return _dataset(data, diverged_at, comps, index, seed_values, config)
 
 
-def _dataset(data, comps, index, seed_values, n_runs, steps, record_every) -> xr.Dataset:
+def _config(comps, seed_values, steps, record_every) -> dict[str, Any]:
+    return {
+        "steps": steps,
+        "record_every": record_every,
+        "seeds": seed_values.tolist(),
+        **{name: describe(comp) for name, comp in comps.items()},
+    }
+
+
+def _fingerprint(config, chunk, record_params, n_padded) -> str:
+    """Everything a checkpoint's contents depend on, as one string."""
+    extra = {"chunk": chunk, "record_params": record_params, "padded_runs": n_padded}
+    text = json.dumps({"config": config, **extra}, sort_keys=True) + code_fingerprint()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _dataset(data, diverged_at, comps, index, seed_values, config) -> xr.Dataset:
+    n_runs = len(index[-1])
     coords: dict[str, Any] = {
-        "step": np.arange(0, steps + 1, record_every),
+        "step": np.arange(0, config["steps"] + 1, config["record_every"]),
         "seed": ("run", seed_values[index[-1]]),
     }
     for name, comp in comps.items():
@@ -267,12 +367,10 @@ def _dataset(data, comps, index, seed_values, n_runs, steps, record_every) -> xr
         values = values[index[list(comps).index(cname)]]
         dims = ("run", *(f"{coord}_dim{i}" for i in range(values.ndim - 1)))
         coords[coord] = (dims, values)
-    config = {
-        "steps": steps,
-        "record_every": record_every,
-        "seeds": seed_values.tolist(),
-        **{name: describe(comp) for name, comp in comps.items()},
-    }
     attrs = {"rivervalley_version": __version__, "config": json.dumps(config, sort_keys=True)}
-    variables = {k: (("run", "step", "param")[: v.ndim], v) for k, v in data.items()}
+    variables: dict[str, Any] = {
+        k: (("run", "step", "param")[: v.ndim], v) for k, v in data.items()
+    }
+    variables["diverged"] = ("run", diverged_at >= 0)
+    variables["diverged_step"] = ("run", diverged_at)
     return xr.Dataset(variables, coords=coords, attrs=attrs)

@@ -109,7 +109,7 @@ def test_records_and_lr_coordinates():
     full = runner.sweep(toy(), optimizers.sgd(), schedule, seeds=1, steps=80, progress=False)
     # strided records are the same states as the dense record at those steps
     np.testing.assert_allclose(ds.loss, full.loss.sel(step=ds.step), rtol=1e-6)
-    assert set(ds.data_vars) == set(runner.RECORDED)
+    assert set(ds.data_vars) == {*runner.RECORDED, "diverged", "diverged_step"}
     assert ds.loss.isel(step=0).item() == pytest.approx(float(toy().loss(toy().start)))
 
 

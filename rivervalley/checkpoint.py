@@ -1,0 +1,84 @@
+"""Atomic on-disk checkpoints of a sweep in progress, so a killed sweep resumes where it stopped.
+
+A checkpoint is one ``.npz`` file holding the batched ``RunState`` leaves (PRNG keys as their raw
+key data), the records so far, the number of records done, and a *fingerprint* of everything that
+determines the result (configuration, chunking, package code).  It is written to a temporary file
+and renamed over the old one, so at any instant the file on disk is a complete, consistent
+checkpoint; a truncated or corrupted file fails the zip CRC check or the structure check and is
+ignored (the sweep starts afresh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_META = "__meta__"
+
+
+def _is_key(leaf: Any) -> bool:
+    return jnp.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key)
+
+
+def save(path: str | os.PathLike, fingerprint: str, state: Any, records: dict, done: int) -> None:
+    """Write ``state`` (a pytree), ``records`` (name -> array) and ``done`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    leaves = jax.tree_util.tree_leaves(state)
+    arrays = {
+        f"state_{i}": np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+        for i, x in enumerate(leaves)
+    }
+    arrays |= {f"record_{k}": np.asarray(v) for k, v in records.items()}
+    meta = {"fingerprint": fingerprint, "done": done, "n_leaves": len(leaves)}
+    arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path: str | os.PathLike, fingerprint: str, template: Any) -> tuple[Any, dict, int] | None:
+    """Restore ``(state, records, done)`` if ``path`` is a valid checkpoint of ``fingerprint``
+    whose state has the structure, shapes and dtypes of ``template``; otherwise ``None``."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            meta = json.loads(z[_META].tobytes().decode())
+            if meta.get("fingerprint") != fingerprint:
+                return None
+            saved = [z[f"state_{i}"] for i in range(meta["n_leaves"])]
+            records = {k[len("record_") :]: z[k] for k in z.files if k.startswith("record_")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError):
+        return None
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    if len(saved) != len(leaves):
+        return None
+    restored = []
+    for old, new in zip(leaves, saved, strict=True):
+        if _is_key(old):
+            expected = jax.random.key_data(old)
+            if new.shape != expected.shape or new.dtype != expected.dtype:
+                return None
+            restored.append(jax.random.wrap_key_data(new, impl=jax.random.key_impl(old)))
+        else:
+            if new.shape != np.shape(old) or new.dtype != np.asarray(old).dtype:
+                return None
+            restored.append(new)
+    return jax.tree_util.tree_unflatten(treedef, restored), records, int(meta["done"])
