@@ -54,9 +54,27 @@ def pytree_dataclass(cls: type[T] | None = None, *, kw_only: bool = True) -> Any
     cls.__post_init__ = _convert_sequences  # type: ignore[attr-defined]
     cls = dataclasses.dataclass(frozen=True, kw_only=kw_only)(cls)
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    data = [f.name for f in fields if not f.metadata.get(_STATIC, False)]
-    meta = [f.name for f in fields if f.metadata.get(_STATIC, False)]
-    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    data = tuple(f.name for f in fields if not f.metadata.get(_STATIC, False))
+    meta = tuple(f.name for f in fields if f.metadata.get(_STATIC, False))
+
+    # The class itself is part of the auxiliary data, so tree structures of two classes with the
+    # same fields (e.g. Linear and Cosine) compare unequal.  jax.tree_util.register_dataclass
+    # does not guarantee that (its treedefs of such classes compare equal in jax 0.10).
+    def flatten_with_keys(obj):
+        children = [(jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in data]
+        return children, (cls, tuple(getattr(obj, n) for n in meta))
+
+    def flatten(obj):
+        return [getattr(obj, n) for n in data], (cls, tuple(getattr(obj, n) for n in meta))
+
+    def unflatten(aux, children):
+        _, meta_values = aux
+        return cls(
+            **dict(zip(data, children, strict=True)), **dict(zip(meta, meta_values, strict=True))
+        )
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
 
 
 def array_fields(obj: Any) -> dict[str, int]:

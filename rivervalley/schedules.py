@@ -29,8 +29,9 @@ decay window elapsed and ``g`` is the decay *shape* (``g(0) = 1``, ``g(1) = 0``)
 ``exp``     ``g(u) = (exp(-k u) - exp(-k)) / (1 - exp(-k))`` with ``k = EXP_DECAY_RATE``
 =========  ==============================================================
 
-A decay window ``[start, start + length]`` reaches ``final`` exactly at ``start + length``; a
-window of length 0 is a step down at ``start``.
+A decay window ``[start, end]`` is exactly ``peak`` up to ``start`` and reaches ``final`` exactly
+at ``end`` (compared, not computed, so float rounding cannot miss it); a window of length 0 is a
+step down at ``end``.
 """
 
 from __future__ import annotations
@@ -77,16 +78,22 @@ def _check_shape(shape: str) -> str:
     return shape
 
 
-def window_progress(t: jax.Array, start: jax.Array, length: jax.Array) -> jax.Array:
-    """Fraction ``u = clip((t - start) / length, 0, 1)`` of a window elapsed (step if length 0)."""
-    positive = length > 0
-    u = jnp.clip((t - start) / jnp.where(positive, length, 1.0), 0.0, 1.0)
-    return jnp.where(positive, u, (t >= start).astype(u.dtype))
+def window_progress(t: jax.Array, start: jax.Array, end: jax.Array) -> jax.Array:
+    """Fraction ``u = (t - start) / (end - start)`` of the window ``[start, end]`` elapsed, with
+    exact endpoints: ``u = 1`` for ``t >= end`` (so a zero-length window is a step at ``end``)
+    and ``u = 0`` for ``t <= start``, whatever the float rounding of the division."""
+    length = end - start
+    u = jnp.clip((t - start) / jnp.where(length > 0, length, 1.0), 0.0, 1.0)
+    return jnp.where(t >= end, 1.0, jnp.where(t <= start, 0.0, u)).astype(u.dtype)
 
 
-def decay(t, start, length, peak, final, shape: str) -> jax.Array:
-    """``final + (peak - final) g(u)`` over the window ``[start, start + length]``."""
-    return final + (peak - final) * decay_shape(window_progress(t, start, length), shape)
+def decay(t, start, end, peak, final, shape: str) -> jax.Array:
+    """``final + (peak - final) g(u)`` over the window ``[start, end]``: exactly ``peak`` up to
+    ``start``, exactly ``final`` from ``end`` on, and between the two in between."""
+    u = window_progress(t, start, end)
+    g = decay_shape(u, shape)
+    value = jnp.clip(final + (peak - final) * g, jnp.minimum(peak, final), jnp.maximum(peak, final))
+    return jnp.where(u <= 0.0, peak, jnp.where(u >= 1.0, final, value))
 
 
 def _cycle(t: jax.Array, ends: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -141,8 +148,7 @@ class Linear(Schedule):
     total_steps: jax.Array = array_field()
 
     def body(self, t):
-        w = self.warmup_steps
-        return decay(t, w, self.total_steps - w, self.peak, self.final, "linear")
+        return decay(t, self.warmup_steps, self.total_steps, self.peak, self.final, "linear")
 
 
 @pytree_dataclass
@@ -153,8 +159,7 @@ class Cosine(Schedule):
     total_steps: jax.Array = array_field()
 
     def body(self, t):
-        w = self.warmup_steps
-        return decay(t, w, self.total_steps - w, self.peak, self.final, "cosine")
+        return decay(t, self.warmup_steps, self.total_steps, self.peak, self.final, "cosine")
 
 
 @pytree_dataclass
@@ -178,7 +183,7 @@ class WSD(Schedule):
         return self.total_steps - self.decay_steps
 
     def body(self, t):
-        return decay(t, self.decay_start, self.decay_steps, self.peak, self.final, self.shape)
+        return decay(t, self.decay_start, self.total_steps, self.peak, self.final, self.shape)
 
 
 @pytree_dataclass
@@ -201,7 +206,7 @@ class WSDS(Schedule):
     def body(self, t):
         k, start, end = _cycle(t, self.decay_ends)
         length = self.decay_fraction * (end - start)
-        lr = decay(t, end - length, length, self.peak, self.final, self.shape)
+        lr = decay(t, end - length, end, self.peak, self.final, self.shape)
         r = self.rewarmup_steps
         ramp = self.final + (self.peak - self.final) * (t - start) / jnp.where(r > 0, r, 1.0)
         return jnp.where((k > 0) & (r > 0), jnp.minimum(lr, ramp), lr)
@@ -218,7 +223,7 @@ class CyclicCosine(Schedule):
     def body(self, t):
         k, start, end = _cycle(t, self.cycle_ends)
         start = jnp.where(k == 0, self.warmup_steps, start)
-        return decay(t, start, end - start, self.peak, self.final, "cosine")
+        return decay(t, start, end, self.peak, self.final, "cosine")
 
 
 def _common(peak, warmup_steps, final) -> dict[str, jax.Array]:
