@@ -47,6 +47,7 @@ from rivervalley.schedules import Schedule
 
 RECORDED = ("loss", "river_loss", "hill_loss", "river_coord", "hill_dist", "lr")
 DEFAULT_CHUNK_STEPS = 10_000
+UNROLL = 4  # updates per iteration of the compiled inner loop (fewer loop overheads)
 
 
 class RunState(NamedTuple):
@@ -70,8 +71,11 @@ def init_run(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, key
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+    """Whether every entry is finite, via one sum per leaf (a sum is finite only if its terms
+    are, barring an overflow of the sum itself, which is divergence for our purposes)."""
+    return jnp.all(
+        jnp.stack([jnp.isfinite(jnp.sum(leaf)) for leaf in jax.tree_util.tree_leaves(tree)])
+    )
 
 
 def _freeze(keep_old: jax.Array, old: Any, new: Any) -> Any:
@@ -81,13 +85,13 @@ def _freeze(keep_old: jax.Array, old: Any, new: Any) -> Any:
 def update(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, state: RunState):
     """One optimizer step ``w_t -> w_{t+1}`` with rate ``schedule(t)``.
 
-    A run whose gradient or new parameters are not finite is *frozen*: it keeps its last finite
-    parameters and optimizer state from then on, and ``diverged_at`` records the step."""
+    A run whose new parameters are not finite is *frozen*: it keeps its last finite parameters
+    and optimizer state from then on, and ``diverged_at`` records the step."""
     grad = optimizer.gradient(landscape, state.params, jax.random.fold_in(state.key, state.step))
     updates, opt_state = optimizer.transform(schedule).update(grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     healthy = state.diverged_at < 0
-    finite = _all_finite(grad) & _all_finite(params)
+    finite = _all_finite(params)
     keep_old = ~(healthy & finite)
     diverged_at = jnp.where(healthy & ~finite, state.step + 1, state.diverged_at)
     return RunState(
@@ -135,10 +139,12 @@ def advance(
     """Run ``n_records * record_every`` updates of one run, recording after every
     ``record_every``; returns the final state and records of shape ``(n_records,)``."""
 
+    def one_update(state, _):
+        return update(landscape, optimizer, schedule, state), None
+
     def one_record(state, _):
-        state = jax.lax.fori_loop(
-            0, record_every, lambda _, s: update(landscape, optimizer, schedule, s), state
-        )
+        unroll = math.gcd(record_every, UNROLL)
+        state, _ = jax.lax.scan(one_update, state, None, length=record_every, unroll=unroll)
         rec = record(landscape, schedule, state, with_params=with_params)
         return _flag_nonfinite_loss(state, rec), rec
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rivervalley import noise
 from rivervalley._pytree import array_field, as_float, pytree_dataclass
 from rivervalley.landscapes.base import Decomposition, Landscape
 
@@ -39,7 +40,7 @@ class NoisyQuadratic(Landscape):
         return self.curvatures * w
 
     def stochastic_grad(self, w, key):
-        return self.grad(w) + self.noise_std * jax.random.normal(key, jnp.shape(w), w.dtype)
+        return self.grad(w) + self.noise_std * noise.normal(key, jnp.shape(w), w.dtype)
 
     def init(self, key):
         del key

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from rivervalley import noise
 from rivervalley._pytree import array_field, as_float, pytree_dataclass, static_field
 from rivervalley.landscapes.base import Decomposition, Landscape
 
@@ -73,7 +74,7 @@ class RiverValley(Landscape):
         return d.river_loss + d.hill_loss
 
     def stochastic_grad(self, w, key):
-        return self.grad(w) + self.noise_std * jax.random.normal(key, jnp.shape(w), w.dtype)
+        return self.grad(w) + self.noise_std * noise.normal(key, jnp.shape(w), w.dtype)
 
     def init(self, key):
         del key
