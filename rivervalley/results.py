@@ -1,8 +1,11 @@
 """Results as ``xarray.Dataset``s: save, load, and a configuration-checked cache.
 
-Files are netCDF-4 (HDF5, via ``h5netcdf``).  A dataset's ``attrs["config"]`` is the JSON of
-everything that produced it (components, steps, seeds) and ``attrs["rivervalley_version"]`` the
-package version; ``cached`` reuses a file only when both match the request.
+Files are netCDF-4 (HDF5, via ``h5netcdf``), written atomically.  ``save`` stores a SHA-256 of
+the data (every variable and coordinate, names, shapes, dtypes and bytes) in
+``attrs["content_sha256"]``; ``load`` recomputes it and raises ``CorruptResultError`` on a
+mismatch, and a truncated or unreadable file raises it too.  A dataset's ``attrs["config"]`` is
+the JSON of everything that produced it; ``cached`` reuses a file only when its configuration, the
+package version and the package source code all match the request and its content verifies.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from rivervalley import __version__
@@ -23,8 +27,27 @@ from rivervalley import __version__
 ENGINE = "h5netcdf"
 
 
+class CorruptResultError(ValueError):
+    """A result file that cannot be read or whose content does not match its checksum."""
+
+
+def content_hash(ds: xr.Dataset) -> str:
+    """SHA-256 over every variable and coordinate (name, dtype, shape, bytes), in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        values = np.ascontiguousarray(ds.variables[name].values)
+        if values.dtype.kind in "OUS":
+            values = np.asarray(values.astype(str), dtype="U")
+        digest.update(f"{name}|{values.dtype.str}|{values.shape}|".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to ``path`` atomically (a temporary file in the same folder, then rename)."""
+    """Write ``ds`` to ``path`` atomically (a temporary file in the same folder, then rename),
+    with its ``content_hash`` in ``attrs["content_sha256"]``."""
+    ds = ds.copy()
+    ds.attrs["content_sha256"] = content_hash(ds)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -38,9 +61,24 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike) -> xr.Dataset:
-    """Read a dataset written by ``save`` fully into memory (the file is closed afterwards)."""
-    return xr.load_dataset(path, engine=ENGINE)
+def load(path: str | os.PathLike, *, verify: bool = True) -> xr.Dataset:
+    """Read a dataset written by ``save`` fully into memory (the file is closed afterwards).
+
+    Raises ``CorruptResultError`` if the file is unreadable or (with ``verify``) its content does
+    not match the stored checksum."""
+    try:
+        ds = xr.load_dataset(path, engine=ENGINE)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # h5py/h5netcdf raise many types on damaged files
+        raise CorruptResultError(f"{path}: cannot read result file ({err})") from err
+    if verify:
+        stored = ds.attrs.get("content_sha256")
+        if stored != content_hash(ds):
+            raise CorruptResultError(
+                f"{path}: content does not match its checksum (stored {stored!r})"
+            )
+    return ds
 
 
 def canonical(config: Any) -> str:
@@ -67,7 +105,7 @@ def cached(path: str | os.PathLike, config: Any, compute: Callable[[], xr.Datase
     if path.exists():
         try:
             ds = load(path)
-        except (OSError, ValueError):
+        except CorruptResultError:
             ds = None
         if (
             ds is not None
@@ -77,5 +115,4 @@ def cached(path: str | os.PathLike, config: Any, compute: Callable[[], xr.Datase
             return ds
     ds = compute()
     ds.attrs.update({"cache_config": key, "rivervalley_version": __version__})
-    save(ds, path)
-    return ds
+    return load(save(ds, path))

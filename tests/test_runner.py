@@ -145,6 +145,7 @@ def test_save_load_round_trip(tmp_path):
     ds = runner.sweep(toy(), optimizers.sgd(), batch, seeds=2, steps=40, progress=False)
     path = results.save(ds, tmp_path / "sweep.nc")
     back = results.load(path)
+    assert back.attrs.pop("content_sha256") == results.content_hash(ds)
     assert back.identical(ds)
 
 
