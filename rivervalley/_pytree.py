@@ -137,8 +137,10 @@ def map_arrays(fn: Callable[[jax.Array], jax.Array], obj: T) -> T:
 
 
 def as_float(x: Any) -> jax.Array:
-    """Convert a number or array to a floating JAX array (default float dtype)."""
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+    """Convert a number or array to a floating JAX array (default float dtype).  Values beyond
+    the dtype's range become +-inf silently: validation then reports them as non-finite."""
+    with np.errstate(over="ignore"):
+        return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
 def describe(obj: Any) -> dict[str, Any]:

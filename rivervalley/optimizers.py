@@ -24,8 +24,9 @@ from typing import Any
 import jax
 import optax
 
-from rivervalley._pytree import array_field, as_float, pytree_dataclass, static_field
+from rivervalley._pytree import array_field, as_float, batch_shape, pytree_dataclass, static_field
 from rivervalley.landscapes.base import Landscape
+from rivervalley.validation import at_least, choice, require, within
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 
@@ -42,6 +43,17 @@ class Optimizer:
     b1: jax.Array = array_field(default=0.9)
     b2: jax.Array = array_field(default=0.999)
     eps: jax.Array = array_field(default=1e-8)
+
+    def validate(self) -> Optimizer:
+        """Check the family name and hyperparameters (momentum and betas in [0, 1), eps > 0)."""
+        choice("optimizer", "name", self.name, OPTIMIZERS)
+        batch_shape(self)
+        for field in ("momentum", "b1", "b2"):
+            value = getattr(self, field)
+            ok = within(self.name, field, value, 0.0, 1.0) < 1.0
+            require(ok, self.name, field, value, "in [0, 1)")
+        at_least(self.name, "eps", self.eps, 0.0, strict=True)
+        return self
 
     def transform(self, learning_rate: Any) -> optax.GradientTransformation:
         """The optax transformation with ``learning_rate`` (a float or a schedule)."""
@@ -61,7 +73,7 @@ class Optimizer:
 
 def gd() -> Optimizer:
     """Full-batch gradient descent (exact gradients)."""
-    return Optimizer(name="gd", stochastic=False)
+    return Optimizer(name="gd", stochastic=False).validate()
 
 
 def sgd(momentum: float | None = None, *, nesterov: bool = False) -> Optimizer:
@@ -72,19 +84,18 @@ def sgd(momentum: float | None = None, *, nesterov: bool = False) -> Optimizer:
         use_momentum=momentum is not None,
         nesterov=nesterov,
         momentum=as_float(0.0 if momentum is None else momentum),
-    )
+    ).validate()
 
 
 def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
     """Adam on stochastic gradients."""
     return Optimizer(
         name="adam", stochastic=True, b1=as_float(b1), b2=as_float(b2), eps=as_float(eps)
-    )
+    ).validate()
 
 
 def by_name(name: str, **kwargs: Any) -> Optimizer:
     """Look up an optimizer factory by name (``gd``, ``sgd``, ``adam``)."""
     factories = {"gd": gd, "sgd": sgd, "adam": adam}
-    if name not in factories:
-        raise ValueError(f"optimizer: unknown name {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+    choice("optimizer", "name", name, OPTIMIZERS)
     return factories[name](**kwargs)

@@ -287,6 +287,9 @@ def sweep(
     if steps % record_every:
         raise ValueError(f"steps={steps} must be a multiple of record_every={record_every}")
     seed_values = _seed_array(seeds)
+    landscape.validate()
+    optimizer.validate()
+    schedule.validate(int(steps))
     comps = _components(landscape, optimizer, schedule)
     sizes = [(batch_shape(comp) or (1,))[0] for comp in comps.values()] + [len(seed_values)]
     index = [i.ravel() for i in np.indices(sizes)]

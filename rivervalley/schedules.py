@@ -52,6 +52,7 @@ from rivervalley._pytree import (
     static_field,
     static_fields,
 )
+from rivervalley.validation import at_least, choice, require, show, within
 
 DECAY_SHAPES = ("linear", "cosine", "sqrt", "exp")
 EXP_DECAY_RATE = 5.0  # e-folds over an ``exp`` decay window, before rescaling to end at 0
@@ -129,6 +130,44 @@ class Schedule:
         """Leading batch axes shared by the numeric fields (``()`` for a single schedule)."""
         return batch_shape(self)
 
+    def validate(self, steps: int | None = None) -> Schedule:
+        """Check every field (and, given the run length ``steps``, that the schedule fits in
+        it); raise ``ValueError`` naming the field, the value and what is allowed."""
+        kind = self.kind
+        batch_shape(self)
+        peak = at_least(kind, "peak", self.peak, 0.0)
+        at_least(kind, "final", self.final, 0.0)
+        ok = np.asarray(self.final) <= peak
+        require(ok, kind, "final", self.final, f"<= peak ({show(self.peak)})")
+        warm = at_least(kind, "warmup_steps", self.warmup_steps, 0.0)
+        if steps is not None:
+            ok = warm <= steps
+            require(ok, kind, "warmup_steps", self.warmup_steps, f"<= the run's {steps} steps")
+        self._validate_fields(steps)
+        return self
+
+    def _validate_fields(self, steps: int | None) -> None:
+        """Checks specific to a schedule kind."""
+
+    def _validate_budget(self, total_steps: jax.Array) -> None:
+        total = at_least(self.kind, "total_steps", total_steps, 0.0, strict=True)
+        ok = np.asarray(self.warmup_steps) <= total
+        require(
+            ok,
+            self.kind,
+            "warmup_steps",
+            self.warmup_steps,
+            f"<= total_steps ({show(total_steps)})",
+        )
+
+    def _validate_ends(self, name: str, steps: int | None) -> None:
+        value = getattr(self, name)
+        ends = at_least(self.kind, name, value, 0.0, strict=True)
+        increasing = np.all(np.diff(ends, axis=-1) > 0)
+        require(increasing, self.kind, name, value, "strictly increasing budget ends")
+        if steps is not None:
+            require(ends <= steps, self.kind, name, value, f"<= the run's {steps} steps")
+
 
 @pytree_dataclass
 class Constant(Schedule):
@@ -147,6 +186,9 @@ class Linear(Schedule):
     kind: ClassVar[str] = "linear"
     total_steps: jax.Array = array_field()
 
+    def _validate_fields(self, steps):
+        self._validate_budget(self.total_steps)
+
     def body(self, t):
         return decay(t, self.warmup_steps, self.total_steps, self.peak, self.final, "linear")
 
@@ -157,6 +199,9 @@ class Cosine(Schedule):
 
     kind: ClassVar[str] = "cosine"
     total_steps: jax.Array = array_field()
+
+    def _validate_fields(self, steps):
+        self._validate_budget(self.total_steps)
 
     def body(self, t):
         return decay(t, self.warmup_steps, self.total_steps, self.peak, self.final, "cosine")
@@ -173,6 +218,11 @@ class WSD(Schedule):
     total_steps: jax.Array = array_field()
     decay_fraction: jax.Array = array_field()
     shape: str = static_field(default="linear")
+
+    def _validate_fields(self, steps):
+        self._validate_budget(self.total_steps)
+        within(self.kind, "decay_fraction", self.decay_fraction, 0.0, 1.0)
+        choice(self.kind, "shape", self.shape, DECAY_SHAPES)
 
     @property
     def decay_steps(self) -> jax.Array:
@@ -203,6 +253,12 @@ class WSDS(Schedule):
     rewarmup_steps: jax.Array = array_field()
     shape: str = static_field(default="linear")
 
+    def _validate_fields(self, steps):
+        self._validate_ends("decay_ends", steps)
+        within(self.kind, "decay_fraction", self.decay_fraction, 0.0, 1.0)
+        at_least(self.kind, "rewarmup_steps", self.rewarmup_steps, 0.0)
+        choice(self.kind, "shape", self.shape, DECAY_SHAPES)
+
     def body(self, t):
         k, start, end = _cycle(t, self.decay_ends)
         length = self.decay_fraction * (end - start)
@@ -220,6 +276,17 @@ class CyclicCosine(Schedule):
     kind: ClassVar[str] = "cyclic_cosine"
     cycle_ends: jax.Array = array_field(ndim=1)
 
+    def _validate_fields(self, steps):
+        self._validate_ends("cycle_ends", steps)
+        first = np.asarray(self.cycle_ends)[..., 0]
+        require(
+            np.asarray(self.warmup_steps) <= first,
+            self.kind,
+            "warmup_steps",
+            self.warmup_steps,
+            f"<= the first cycle end ({show(first)})",
+        )
+
     def body(self, t):
         k, start, end = _cycle(t, self.cycle_ends)
         start = jnp.where(k == 0, self.warmup_steps, start)
@@ -236,17 +303,21 @@ def _common(peak, warmup_steps, final) -> dict[str, jax.Array]:
 
 def constant(peak, *, warmup_steps=0, final=0.0) -> Constant:
     """Constant rate ``peak`` after a linear warmup."""
-    return Constant(**_common(peak, warmup_steps, final))
+    return Constant(**_common(peak, warmup_steps, final)).validate()
 
 
 def linear(peak, total_steps, *, warmup_steps=0, final=0.0) -> Linear:
     """Linear decay to ``final`` at ``total_steps``."""
-    return Linear(**_common(peak, warmup_steps, final), total_steps=as_float(total_steps))
+    return Linear(
+        **_common(peak, warmup_steps, final), total_steps=as_float(total_steps)
+    ).validate()
 
 
 def cosine(peak, total_steps, *, warmup_steps=0, final=0.0) -> Cosine:
     """Cosine decay to ``final`` at ``total_steps``."""
-    return Cosine(**_common(peak, warmup_steps, final), total_steps=as_float(total_steps))
+    return Cosine(
+        **_common(peak, warmup_steps, final), total_steps=as_float(total_steps)
+    ).validate()
 
 
 def wsd(peak, total_steps, decay_fraction=0.2, shape="linear", *, warmup_steps=0, final=0.0) -> WSD:
@@ -256,7 +327,7 @@ def wsd(peak, total_steps, decay_fraction=0.2, shape="linear", *, warmup_steps=0
         total_steps=as_float(total_steps),
         decay_fraction=as_float(decay_fraction),
         shape=_check_shape(shape),
-    )
+    ).validate()
 
 
 def wsd_s(
@@ -276,14 +347,14 @@ def wsd_s(
         decay_fraction=as_float(decay_fraction),
         rewarmup_steps=as_float(rewarmup_steps),
         shape=_check_shape(shape),
-    )
+    ).validate()
 
 
 def cyclic_cosine(peak, cycle_ends, *, warmup_steps=0, final=0.0) -> CyclicCosine:
     """Cyclic cosine with cycles ending at ``cycle_ends`` (increasing step indices)."""
     return CyclicCosine(
         **_common(peak, warmup_steps, final), cycle_ends=as_float(np.atleast_1d(cycle_ends))
-    )
+    ).validate()
 
 
 def stack(schedules: Sequence[Schedule]) -> Schedule:

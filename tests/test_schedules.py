@@ -479,7 +479,8 @@ def cases(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS) -> Case:
         s = factory(peak, T, warmup_steps=W, final=final)
         L = max(warm_slope, drop * per_step(kind, T - W))
     elif kind == "wsd":
-        T = draw(st.integers(20, 1200))
+        # a warmup may overlap the decay, but not outlast the budget (rejected by validation)
+        T = draw(st.integers(max(20, W), 1200))
         frac = draw(st.floats(0.01, 1.0))
         s = schedules.wsd(peak, T, frac, shape, warmup_steps=W, final=final)
         L = max(warm_slope, drop * per_step(shape, frac * T))

@@ -61,6 +61,12 @@ class Landscape:
     def decompose(self, w: Any) -> Decomposition:
         raise NotImplementedError
 
+    def validate(self) -> Landscape:
+        """Check the parameters; raise ``ValueError`` naming the field, value and what is
+        allowed.  Subclasses extend this; the base checks only the batch shapes."""
+        batch_shape(self)
+        return self
+
     @property
     def batch_shape(self) -> tuple[int, ...]:
         """Leading batch axes shared by the numeric parameters (``()`` for one landscape)."""

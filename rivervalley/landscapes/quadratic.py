@@ -19,6 +19,7 @@ import numpy as np
 from rivervalley import noise
 from rivervalley._pytree import array_field, as_float, pytree_dataclass
 from rivervalley.landscapes.base import Decomposition, Landscape
+from rivervalley.validation import at_least, finite, require
 
 
 @pytree_dataclass(kw_only=False)
@@ -46,6 +47,18 @@ class NoisyQuadratic(Landscape):
         del key
         return jnp.asarray(self.start)
 
+    def validate(self) -> NoisyQuadratic:
+        super().validate()
+        kind = self.kind
+        dim = at_least(kind, "curvatures", self.curvatures, 0.0, strict=True).shape[-1:]
+        for name in ("noise_std", "start"):
+            value = getattr(self, name)
+            ok = np.shape(value)[-1:] == dim
+            require(ok, kind, name, value, f"of the curvatures' length {dim[0] if dim else 0}")
+        at_least(kind, "noise_std", self.noise_std, 0.0)
+        finite(kind, "start", self.start)
+        return self
+
     def river_index(self) -> jax.Array:
         """Index of the flattest coordinate (the river)."""
         return jnp.argmin(self.curvatures)
@@ -64,7 +77,7 @@ def noisy_quadratic(curvatures, noise_std, init) -> NoisyQuadratic:
     curvatures = np.atleast_1d(np.asarray(curvatures, dtype=float))
     noise = np.broadcast_to(np.asarray(noise_std, dtype=float), curvatures.shape)
     start = np.broadcast_to(np.asarray(init, dtype=float), curvatures.shape)
-    return NoisyQuadratic(as_float(curvatures), as_float(noise), as_float(start))
+    return NoisyQuadratic(as_float(curvatures), as_float(noise), as_float(start)).validate()
 
 
 def power_law_spectrum(dim: int, top: float = 1.0, exponent: float = 1.0) -> np.ndarray:

@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 from rivervalley import noise
 from rivervalley._pytree import array_field, as_float, pytree_dataclass, static_field
 from rivervalley.landscapes.base import Decomposition, Landscape
+from rivervalley.validation import at_least, choice, finite, require
 
 RIVERS = ("softplus", "power")
 
@@ -50,6 +51,24 @@ class RiverValley(Landscape):
     @property
     def dim(self) -> int:
         return int(self.start.shape[-1])
+
+    def validate(self) -> RiverValley:
+        super().validate()
+        kind = self.kind
+        choice(kind, "river", self.river, RIVERS)
+        dim = finite(kind, "start", self.start).shape[-1]
+        require(dim >= 2, kind, "start", self.start, "of length d >= 2 (one river, >= 1 hill)")
+        for name, length in (("curvatures", dim - 1), ("amplitudes", dim - 1), ("noise_std", dim)):
+            value = getattr(self, name)
+            ok = np.shape(value)[-1:] == (length,)
+            require(ok, kind, name, value, f"of length {length} (start has length {dim})")
+        at_least(kind, "curvatures", self.curvatures, 0.0, strict=True)
+        finite(kind, "amplitudes", self.amplitudes)
+        finite(kind, "frequency", self.frequency)
+        at_least(kind, "noise_std", self.noise_std, 0.0)
+        if self.river == "power":
+            at_least(kind, "alpha", self.alpha, 0.0, strict=True)
+        return self
 
     def river_loss(self, s: jax.Array) -> jax.Array:
         """``f(s)``."""
@@ -102,10 +121,8 @@ def river_valley(
     (``b_j = amplitude / sqrt(d - 1)``).  ``noise_std`` is a scalar (isotropic) or one value per
     coordinate; ``start`` defaults to ``s = -2`` on the river floor.
     """
-    if dim < 2:
-        raise ValueError(f"dim: a river valley needs dim >= 2 (one river, >= 1 hill), got {dim}")
-    if river not in RIVERS:
-        raise ValueError(f"river: unknown river loss {river!r}; allowed: {RIVERS}")
+    require(dim >= 2, "river_valley", "dim", dim, ">= 2 (one river, >= 1 hill)")
+    choice("river_valley", "river", river, RIVERS)
     if curvatures is None:
         curvatures = top_curvature * np.arange(1, dim, dtype=float) ** (-spectrum_exponent)
     curvatures = np.broadcast_to(np.asarray(curvatures, dtype=float), (dim - 1,))
@@ -121,7 +138,7 @@ def river_valley(
         noise_std=as_float(np.broadcast_to(np.asarray(noise_std, dtype=float), (dim,))),
         start=as_float(np.broadcast_to(np.asarray(start, dtype=float), (dim,))),
         river=river,
-    )
+    ).validate()
 
 
 def toy(
