@@ -187,3 +187,29 @@ def test_two_batch_axes_are_rejected():
     two_d = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (2, 2)), schedules.constant(0.1))
     with pytest.raises(ValueError, match="one batch axis"):
         runner.sweep(toy(), optimizers.sgd(), two_d, seeds=1, steps=2, progress=False)
+
+
+def test_compiled_memory_grows_with_records_not_steps():
+    """XLA's own memory analysis of the compiled chunk: recording 10 times over 100,000 steps
+    needs the same buffers as over 100 steps; 1000 records need far larger output buffers."""
+    valley, opt, sched = river_valley(16), optimizers.sgd(), schedules.wsd(0.05, 10**6, 0.2)
+    runs = 64
+
+    def per_run(c):
+        return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (runs, *jnp.shape(x))), c)
+
+    args = (per_run(valley), per_run(opt), per_run(sched))
+    keys = jax.vmap(jax.random.key)(jnp.arange(runs))
+    state, _ = runner._start_runs(*args, keys, with_params=False)
+
+    def memory(n_records, record_every):
+        lowered = runner._advance_runs.lower(
+            *args, state, n_records=n_records, record_every=record_every, with_params=False
+        )
+        stats = lowered.compile().memory_analysis()
+        assert stats is not None
+        return stats.temp_size_in_bytes + stats.output_size_in_bytes
+
+    few_steps, many_steps, many_records = memory(10, 100), memory(10, 100_000), memory(1000, 4)
+    assert many_steps <= 1.1 * few_steps
+    assert many_records > 20 * few_steps
