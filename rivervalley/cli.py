@@ -1,4 +1,4 @@
-"""Command line: ``rivervalley demo [--quick] [--out DIR]``."""
+"""Command line: ``rivervalley demo | bench``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=Path("outputs/demo"), help="folder for the figure and cache"
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench = commands.add_parser(
+        "bench", help="sweep runner vs per-run loop vs NumPy: run-steps/s, ratios, memory"
+    )
+    bench.add_argument("--quick", action="store_true", help="two small workloads (~1 minute)")
+    bench.add_argument(
+        "--out", type=Path, default=Path("outputs/bench"), help="folder for bench.json"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -27,6 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out, quick=args.quick, progress=False if args.no_progress else None
         )
         print(f"figure written to {figure.resolve()}")
+    elif args.command == "bench":
+        from rivervalley import bench as bench_module
+
+        workloads = bench_module.QUICK if args.quick else bench_module.DEFAULT
+        path = bench_module.run(workloads, args.out)
+        print(f"results written to {path.resolve()}")
     return 0
 
 
