@@ -54,7 +54,9 @@ def compute(config: DemoConfig, *, progress: bool | None = None) -> xr.Dataset:
             steps=config.steps,
             record_every=config.record_every,
             progress=progress,
-        ).reset_coords(drop=False)[["loss", "river_loss", "hill_loss", "river_coord", "lr"]]
+        ).reset_coords(drop=False)[
+            ["loss", "river_loss", "hill_loss", "river_coord", "lr", "diverged", "diverged_step"]
+        ]
         for schedule in config.schedules().values()
     ]
     names = list(config.schedules())
@@ -73,7 +75,9 @@ def summary(ds: xr.Dataset, config: DemoConfig) -> str:
     decay_start = config.steps - round(config.decay_fraction * config.steps)
     rows = [f"{'schedule':<10}{'step':>7}{'loss':>10}{'river':>10}{'hill':>10}{'river s':>10}"]
     for name in config.schedules():
-        runs = ds.where(ds.schedule == name, drop=True)
+        runs, n_diverged = results.drop_diverged(ds.isel(run=(ds.schedule == name).values))
+        if n_diverged:
+            rows.append(f"{name}: {n_diverged} diverged runs excluded")
         for step in (decay_start, config.steps):
             at = runs.sel(step=step).mean("run")
             rows.append(
@@ -84,7 +88,7 @@ def summary(ds: xr.Dataset, config: DemoConfig) -> str:
 
 
 def plot(ds: xr.Dataset, config: DemoConfig, path: Path) -> Path:
-    groups = {name: ds.where(ds.schedule == name, drop=True) for name in config.schedules()}
+    groups = {name: ds.isel(run=(ds.schedule == name).values) for name in config.schedules()}
     title = (
         f"SGD on the toy river valley, peak rate {config.peak}, {config.seeds} seeds "
         f"(mean and interquartile band)"

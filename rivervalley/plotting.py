@@ -13,6 +13,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 
+from rivervalley.results import drop_diverged
+
 STYLE: dict[Any, Any] = {
     "figure.dpi": 110,
     "axes.grid": True,
@@ -54,13 +56,19 @@ def loss_panels(
     title: str | None = None,
     log: bool = True,
 ):
-    """One panel per variable, one mean+band curve per group (e.g. per schedule)."""
+    """One panel per variable, one mean+band curve per group (e.g. per schedule).  Diverged runs
+    are excluded from the statistics and counted in the legend."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(variables), figsize=(4.2 * len(variables), 3.6))
         axes = np.atleast_1d(axes)
         for ax, var in zip(axes, variables, strict=True):
             for name, ds in groups.items():
-                band(ax, ds[var], label=name)
+                kept, n_diverged = drop_diverged(ds)
+                label = name if not n_diverged else f"{name} ({n_diverged} diverged, excluded)"
+                if kept.sizes["run"]:
+                    band(ax, kept[var], label=label)
+                else:
+                    ax.plot([], [], label=f"{name} (all {n_diverged} runs diverged)")
             ax.set_xlabel("step (updates)")
             ax.set_ylabel(LABELS.get(var, var))
             if log:

@@ -81,6 +81,15 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> xr.Dataset:
     return ds
 
 
+def drop_diverged(ds: xr.Dataset) -> tuple[xr.Dataset, int]:
+    """The runs that never diverged, and how many were dropped (summaries and plots use this so
+    a diverged run, frozen at its last finite state, never enters a mean)."""
+    if "diverged" not in ds:
+        return ds, 0
+    bad = np.asarray(ds["diverged"].values, dtype=bool)
+    return ds.isel(run=np.flatnonzero(~bad)), int(bad.sum())
+
+
 def canonical(config: Any) -> str:
     """Canonical JSON of a configuration (sorted keys), the form stored in ``attrs``."""
     return json.dumps(config, sort_keys=True, default=str)
