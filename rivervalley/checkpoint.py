@@ -10,10 +10,13 @@ ignored (the sweep starts afresh).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,24 @@ import jax.numpy as jnp
 import numpy as np
 
 _META = "__meta__"
+_DIRECTORY: contextvars.ContextVar[Path | None] = contextvars.ContextVar("directory", default=None)
+
+
+@contextlib.contextmanager
+def directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Within this context every ``sweep`` without an explicit ``checkpoint`` checkpoints to
+    ``path/sweep-<fingerprint>.npz`` (so re-running the same command resumes each sweep)."""
+    token = _DIRECTORY.set(Path(path))
+    try:
+        yield Path(path)
+    finally:
+        _DIRECTORY.reset(token)
+
+
+def default_path(fingerprint: str) -> Path | None:
+    """The checkpoint file for a sweep inside a ``directory`` context, else ``None``."""
+    folder = _DIRECTORY.get()
+    return None if folder is None else folder / f"sweep-{fingerprint[:24]}.npz"
 
 
 def _is_key(leaf: Any) -> bool:

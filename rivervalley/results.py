@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from rivervalley import __version__
+from rivervalley import checkpoint as checkpoint_io
 
 ENGINE = "h5netcdf"
 
@@ -108,7 +110,11 @@ def code_fingerprint() -> str:
 
 def cached(path: str | os.PathLike, config: Any, compute: Callable[[], xr.Dataset]) -> xr.Dataset:
     """Load ``path`` if it holds a result of exactly ``config``, made by this package version and
-    source code (``code_fingerprint``); otherwise run ``compute()``, tag it and save it."""
+    source code (``code_fingerprint``); otherwise run ``compute()``, tag it and save it.
+
+    While ``compute()`` runs, every sweep checkpoints each chunk under a hidden folder next to
+    ``path``; if the process is killed, running the same command again resumes every sweep from
+    its last completed chunk.  The folder is removed once the result is saved."""
     path = Path(path)
     key = canonical({"config": config, "code": code_fingerprint()})
     if path.exists():
@@ -122,6 +128,10 @@ def cached(path: str | os.PathLike, config: Any, compute: Callable[[], xr.Datase
             and ds.attrs.get("rivervalley_version") == __version__
         ):
             return ds
-    ds = compute()
+    checkpoints = path.parent / f".{path.name}.checkpoints"
+    with checkpoint_io.directory(checkpoints):
+        ds = compute()
     ds.attrs.update({"cache_config": key, "rivervalley_version": __version__})
-    return load(save(ds, path))
+    result = load(save(ds, path))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return result

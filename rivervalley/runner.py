@@ -268,7 +268,9 @@ def sweep(
         identical to a single-device sweep.
     checkpoint
         A file to which the state and records are written (atomically) after every chunk; if it
-        already holds a checkpoint of this exact sweep, the sweep resumes from it.
+        already holds a checkpoint of this exact sweep, the sweep resumes from it.  Default: none,
+        or a file in the folder of an enclosing ``checkpoint.directory(...)`` context (which
+        ``results.cached``, the demo and every experiment use).
 
     Returns
     -------
@@ -319,9 +321,10 @@ def sweep(
     state, first = _start_runs(*args, keys, with_params=record_params)
     records = {k: np.asarray(v)[:, None] for k, v in first.items()}
     done = 0
-    fingerprint = ""
+    fingerprint = _fingerprint(config, chunk, record_params, n_padded)
+    if checkpoint is None:
+        checkpoint = checkpoint_io.default_path(fingerprint)
     if checkpoint is not None:
-        fingerprint = _fingerprint(config, chunk, record_params, n_padded)
         resumed = checkpoint_io.load(checkpoint, fingerprint, state)
         if resumed is not None:
             state, records, done = resumed
