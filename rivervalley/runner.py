@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -328,6 +329,9 @@ def sweep(
         resumed = checkpoint_io.load(checkpoint, fingerprint, state)
         if resumed is not None:
             state, records, done = resumed
+            print(
+                f"sweep: resumed from {checkpoint} at step {done * record_every}", file=sys.stderr
+            )
             if sharding is not None:
                 state = jax.device_put(state, sharding)
     disable = None if progress is None else not progress
