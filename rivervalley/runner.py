@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import xarray as xr
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
@@ -320,7 +321,7 @@ def sweep(
     config = _config(comps, seed_values, steps, record_every)
 
     state, first = _start_runs(*args, keys, with_params=record_params)
-    records = {k: np.asarray(v)[:, None] for k, v in first.items()}
+    records = {k: _to_host(v)[:, None] for k, v in first.items()}
     done = 0
     fingerprint = _fingerprint(config, chunk, record_params, n_padded)
     if checkpoint is None:
@@ -341,15 +342,23 @@ def sweep(
             state, recs = _advance_runs(
                 *args, state, n_records=n, record_every=record_every, with_params=record_params
             )
-            records = {k: np.concatenate([records[k], np.asarray(recs[k])], axis=1) for k in recs}
+            records = {k: np.concatenate([records[k], _to_host(recs[k])], axis=1) for k in recs}
             done += n
             if checkpoint is not None:
                 checkpoint_io.save(checkpoint, fingerprint, state, records, done)
             bar.update(n * record_every)
 
-    diverged_at = np.asarray(state.diverged_at)[:n_runs].astype(np.int64)
+    diverged_at = _to_host(state.diverged_at)[:n_runs].astype(np.int64)
     data = {k: v[:n_runs] for k, v in records.items()}
     return _dataset(data, diverged_at, comps, index, seed_values, config)
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """A (possibly sharded) array as a NumPy array on this host; across several processes
+    (``jax.distributed``) every host receives all runs."""
+    if jax.process_count() > 1:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 def _config(comps, seed_values, steps, record_every) -> dict[str, Any]:
