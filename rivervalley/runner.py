@@ -87,13 +87,14 @@ def _freeze(keep_old: jax.Array, old: Any, new: Any) -> Any:
 def update(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, state: RunState):
     """One optimizer step ``w_t -> w_{t+1}`` with rate ``schedule(t)``.
 
-    A run whose new parameters are not finite is *frozen*: it keeps its last finite parameters
-    and optimizer state from then on, and ``diverged_at`` records the step."""
+    A run whose new parameters or their loss are not finite is *frozen*: it keeps its last
+    finite parameters and optimizer state from then on, and ``diverged_at`` records the step
+    (the update that produced the non-finite point)."""
     grad = optimizer.gradient(landscape, state.params, jax.random.fold_in(state.key, state.step))
     updates, opt_state = optimizer.transform(schedule).update(grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     healthy = state.diverged_at < 0
-    finite = _all_finite(params)
+    finite = _all_finite(params) & jnp.isfinite(landscape.loss(params))
     keep_old = ~(healthy & finite)
     diverged_at = jnp.where(healthy & ~finite, state.step + 1, state.diverged_at)
     return RunState(
@@ -122,12 +123,6 @@ def record(
     }
 
 
-def _flag_nonfinite_loss(state: RunState, rec: dict[str, jax.Array]) -> RunState:
-    """A loss that overflows while the parameters stay finite also counts as divergence."""
-    newly = (state.diverged_at < 0) & ~jnp.isfinite(rec["loss"])
-    return state._replace(diverged_at=jnp.where(newly, state.step, state.diverged_at))
-
-
 def advance(
     landscape,
     optimizer,
@@ -147,8 +142,7 @@ def advance(
     def one_record(state, _):
         unroll = math.gcd(record_every, UNROLL)
         state, _ = jax.lax.scan(one_update, state, None, length=record_every, unroll=unroll)
-        rec = record(landscape, schedule, state, with_params=with_params)
-        return _flag_nonfinite_loss(state, rec), rec
+        return state, record(landscape, schedule, state, with_params=with_params)
 
     return jax.lax.scan(one_record, state, None, length=n_records)
 
@@ -176,7 +170,8 @@ def _start_runs(landscape, optimizer, schedule, keys, *, with_params):
     def start(landscape, optimizer, schedule, key):
         state = init_run(landscape, optimizer, schedule, key)
         rec = record(landscape, schedule, state, with_params=with_params)
-        return _flag_nonfinite_loss(state, rec), rec
+        bad_start = ~(_all_finite(state.params) & jnp.isfinite(rec["loss"]))
+        return state._replace(diverged_at=jnp.where(bad_start, 0, state.diverged_at)), rec
 
     return jax.vmap(start)(landscape, optimizer, schedule, keys)
 
