@@ -46,7 +46,6 @@ DEFAULT = [Workload(d, opt, 1024, 1000) for d in (2, 64, 1024) for opt in ("gd",
     Workload(64, "sgd", 4096, 1000),
     Workload(64, "sgd", 1024, 10_000),
     Workload(64, "gd", 1024, 100_000),
-    Workload(64, "sgd", 1024, 100_000),
 ]
 LOOP_RUNS = 32  # runs timed for the per-run loop
 NUMPY_STEPS = 1000  # steps timed for NumPy

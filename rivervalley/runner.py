@@ -155,25 +155,27 @@ def trace_count() -> int:
     return _TRACE_COUNT
 
 
-@functools.partial(jax.jit, static_argnames=("n_records", "record_every", "with_params"))
-def _advance_runs(landscape, optimizer, schedule, state, *, n_records, record_every, with_params):
+@functools.partial(jax.jit, static_argnames=("n_records", "record_every", "with_params", "axes"))
+def _advance_runs(
+    landscape, optimizer, schedule, state, *, n_records, record_every, with_params, axes=(0, 0, 0)
+):
     global _TRACE_COUNT
     _TRACE_COUNT += 1
     step = functools.partial(
         advance, n_records=n_records, record_every=record_every, with_params=with_params
     )
-    return jax.vmap(step)(landscape, optimizer, schedule, state)
+    return jax.vmap(step, in_axes=(*axes, 0))(landscape, optimizer, schedule, state)
 
 
-@functools.partial(jax.jit, static_argnames=("with_params",))
-def _start_runs(landscape, optimizer, schedule, keys, *, with_params):
+@functools.partial(jax.jit, static_argnames=("with_params", "axes"))
+def _start_runs(landscape, optimizer, schedule, keys, *, with_params, axes=(0, 0, 0)):
     def start(landscape, optimizer, schedule, key):
         state = init_run(landscape, optimizer, schedule, key)
         rec = record(landscape, schedule, state, with_params=with_params)
         bad_start = ~(_all_finite(state.params) & jnp.isfinite(rec["loss"]))
         return state._replace(diverged_at=jnp.where(bad_start, 0, state.diverged_at)), rec
 
-    return jax.vmap(start)(landscape, optimizer, schedule, keys)
+    return jax.vmap(start, in_axes=(*axes, 0))(landscape, optimizer, schedule, keys)
 
 
 def _seed_array(seeds: int | Sequence[int]) -> np.ndarray:
@@ -300,14 +302,22 @@ def sweep(
         n_padded = math.ceil(n_runs / n_dev) * n_dev
     padded = [np.concatenate([i, np.full(n_padded - n_runs, i[-1])]) for i in index]
 
-    def per_run(comp, idx):
-        batch = batch_shape(comp) or (1,)
-        return jax.tree_util.tree_map(lambda x: x[idx], broadcast_batch(comp, batch))
+    def per_run(name, comp, idx):
+        """A component gathered to one entry per run.  An unbatched schedule or optimizer is
+        shared by all runs instead (``vmap`` axis ``None``); the landscape is always gathered,
+        which XLA compiles to faster elementwise code than broadcasting shared parameters
+        (measured: 8.5 vs 4.4 M run-steps/s for GD on the d=64 valley)."""
+        if name != "landscape" and not batch_shape(comp):
+            return comp
+        comp = broadcast_batch(comp, batch_shape(comp) or (1,))
+        per = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[idx], comp)
+        return per if sharding is None else jax.device_put(per, sharding)
 
-    args = tuple(per_run(c, i) for c, i in zip(comps.values(), padded, strict=False))
+    args = tuple(per_run(n, c, i) for (n, c), i in zip(comps.items(), padded, strict=False))
+    axes = tuple(0 if n == "landscape" or batch_shape(c) else None for n, c in comps.items())
     keys = jax.vmap(jax.random.key)(jnp.asarray(seed_values[padded[-1]], dtype=jnp.uint32))
     if sharding is not None:
-        args, keys = jax.device_put((args, keys), sharding)
+        keys = jax.device_put(keys, sharding)
 
     n_total = steps // record_every
     chunk = max(1, (chunk_steps or DEFAULT_CHUNK_STEPS) // record_every)
@@ -315,7 +325,7 @@ def sweep(
     chunk = math.ceil(n_total / n_chunks)
     config = _config(comps, seed_values, steps, record_every)
 
-    state, first = _start_runs(*args, keys, with_params=record_params)
+    state, first = _start_runs(*args, keys, with_params=record_params, axes=axes)
     records = {k: _to_host(v)[:, None] for k, v in first.items()}
     done = 0
     fingerprint = _fingerprint(config, chunk, record_params, n_padded)
@@ -335,7 +345,12 @@ def sweep(
         while done < n_total:
             n = min(chunk, n_total - done)
             state, recs = _advance_runs(
-                *args, state, n_records=n, record_every=record_every, with_params=record_params
+                *args,
+                state,
+                n_records=n,
+                record_every=record_every,
+                with_params=record_params,
+                axes=axes,
             )
             records = {k: np.concatenate([records[k], _to_host(recs[k])], axis=1) for k in recs}
             done += n
