@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from rivervalley import optimizers, results, schedules
@@ -44,7 +43,17 @@ class DemoConfig:
 
 
 def compute(config: DemoConfig, *, progress: bool | None = None) -> xr.Dataset:
-    """One sweep per schedule kind (each compiled once), concatenated along ``run``."""
+    """One sweep per schedule kind (each compiled once), labelled and concatenated along ``run``
+    (coordinates ``seed`` and ``schedule`` come with each sweep)."""
+    variables = [
+        "loss",
+        "river_loss",
+        "hill_loss",
+        "river_coord",
+        "lr",
+        "diverged",
+        "diverged_step",
+    ]
     parts = [
         sweep(
             toy(),
@@ -54,20 +63,10 @@ def compute(config: DemoConfig, *, progress: bool | None = None) -> xr.Dataset:
             steps=config.steps,
             record_every=config.record_every,
             progress=progress,
-        ).reset_coords(drop=False)[
-            ["loss", "river_loss", "hill_loss", "river_coord", "lr", "diverged", "diverged_step"]
-        ]
-        for schedule in config.schedules().values()
+        )[variables].assign_coords(schedule=("run", [name] * config.seeds))
+        for name, schedule in config.schedules().items()
     ]
-    names = list(config.schedules())
-    out = xr.concat(
-        [
-            p.assign_coords(schedule=("run", [n] * p.sizes["run"]))
-            for p, n in zip(parts, names, strict=True)
-        ],
-        dim="run",
-    )
-    return out.assign_coords(seed=("run", np.tile(np.arange(config.seeds), len(names))))
+    return xr.concat(parts, dim="run")
 
 
 def summary(ds: xr.Dataset, config: DemoConfig) -> str:

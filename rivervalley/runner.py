@@ -80,6 +80,11 @@ def _all_finite(tree: Any) -> jax.Array:
     )
 
 
+def _finite_point(params: Any, loss: jax.Array) -> jax.Array:
+    """Whether a run's parameters and their loss are all finite (else it has diverged)."""
+    return _all_finite(params) & jnp.isfinite(loss)
+
+
 def _freeze(keep_old: jax.Array, old: Any, new: Any) -> Any:
     return jax.tree_util.tree_map(lambda o, n: jnp.where(keep_old, o, n), old, new)
 
@@ -94,7 +99,7 @@ def update(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, state
     updates, opt_state = optimizer.transform(schedule).update(grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     healthy = state.diverged_at < 0
-    finite = _all_finite(params) & jnp.isfinite(landscape.loss(params))
+    finite = _finite_point(params, landscape.loss(params))
     keep_old = ~(healthy & finite)
     diverged_at = jnp.where(healthy & ~finite, state.step + 1, state.diverged_at)
     return RunState(
@@ -172,7 +177,7 @@ def _start_runs(landscape, optimizer, schedule, keys, *, with_params, axes=(0, 0
     def start(landscape, optimizer, schedule, key):
         state = init_run(landscape, optimizer, schedule, key)
         rec = record(landscape, schedule, state, with_params=with_params)
-        bad_start = ~(_all_finite(state.params) & jnp.isfinite(rec["loss"]))
+        bad_start = ~_finite_point(state.params, rec["loss"])
         return state._replace(diverged_at=jnp.where(bad_start, 0, state.diverged_at)), rec
 
     return jax.vmap(start, in_axes=(*axes, 0))(landscape, optimizer, schedule, keys)
@@ -326,7 +331,7 @@ def sweep(
     config = _config(comps, seed_values, steps, record_every)
 
     state, first = _start_runs(*args, keys, with_params=record_params, axes=axes)
-    records = {k: _to_host(v)[:, None] for k, v in first.items()}
+    pieces = [{k: _to_host(v)[:, None] for k, v in first.items()}]
     done = 0
     fingerprint = _fingerprint(config, chunk, record_params, n_padded)
     if checkpoint is None:
@@ -334,7 +339,8 @@ def sweep(
     if checkpoint is not None:
         resumed = checkpoint_io.load(checkpoint, fingerprint, state)
         if resumed is not None:
-            state, records, done = resumed
+            state, saved, done = resumed
+            pieces = [saved]
             print(
                 f"sweep: resumed from {checkpoint} at step {done * record_every}", file=sys.stderr
             )
@@ -352,15 +358,21 @@ def sweep(
                 with_params=record_params,
                 axes=axes,
             )
-            records = {k: np.concatenate([records[k], _to_host(recs[k])], axis=1) for k in recs}
+            pieces.append({k: _to_host(v) for k, v in recs.items()})
             done += n
             if checkpoint is not None:
-                checkpoint_io.save(checkpoint, fingerprint, state, records, done)
+                pieces = [_join(pieces)]  # the checkpoint holds every record so far
+                checkpoint_io.save(checkpoint, fingerprint, state, pieces[0], done)
             bar.update(n * record_every)
 
     diverged_at = _to_host(state.diverged_at)[:n_runs].astype(np.int64)
-    data = {k: v[:n_runs] for k, v in records.items()}
+    data = {k: v[:n_runs] for k, v in _join(pieces).items()}
     return _dataset(data, diverged_at, comps, index, seed_values, config)
+
+
+def _join(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate chunks of records along the step axis (once, not once per chunk)."""
+    return {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
 
 
 def _to_host(x: jax.Array) -> np.ndarray:

@@ -52,7 +52,7 @@ from rivervalley._pytree import (
     static_field,
     static_fields,
 )
-from rivervalley.validation import at_least, choice, require, show, within
+from rivervalley.validation import at_least, require, show, within
 
 DECAY_SHAPES = ("linear", "cosine", "sqrt", "exp")
 EXP_DECAY_RATE = 5.0  # e-folds over an ``exp`` decay window, before rescaling to end at 0
@@ -222,7 +222,7 @@ class WSD(Schedule):
     def _validate_fields(self, steps):
         self._validate_budget(self.total_steps)
         within(self.kind, "decay_fraction", self.decay_fraction, 0.0, 1.0)
-        choice(self.kind, "shape", self.shape, DECAY_SHAPES)
+        _check_shape(self.shape)
 
     @property
     def decay_steps(self) -> jax.Array:
@@ -257,7 +257,7 @@ class WSDS(Schedule):
         self._validate_ends("decay_ends", steps)
         within(self.kind, "decay_fraction", self.decay_fraction, 0.0, 1.0)
         at_least(self.kind, "rewarmup_steps", self.rewarmup_steps, 0.0)
-        choice(self.kind, "shape", self.shape, DECAY_SHAPES)
+        _check_shape(self.shape)
 
     def body(self, t):
         k, start, end = _cycle(t, self.decay_ends)
@@ -326,7 +326,7 @@ def wsd(peak, total_steps, decay_fraction=0.2, shape="linear", *, warmup_steps=0
         **_common(peak, warmup_steps, final),
         total_steps=as_float(total_steps),
         decay_fraction=as_float(decay_fraction),
-        shape=_check_shape(shape),
+        shape=shape,
     ).validate()
 
 
@@ -346,7 +346,7 @@ def wsd_s(
         decay_ends=as_float(np.atleast_1d(decay_ends)),
         decay_fraction=as_float(decay_fraction),
         rewarmup_steps=as_float(rewarmup_steps),
-        shape=_check_shape(shape),
+        shape=shape,
     ).validate()
 
 

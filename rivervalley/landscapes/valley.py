@@ -122,7 +122,6 @@ def river_valley(
     coordinate; ``start`` defaults to ``s = -2`` on the river floor.
     """
     require(dim >= 2, "river_valley", "dim", dim, ">= 2 (one river, >= 1 hill)")
-    choice("river_valley", "river", river, RIVERS)
     if curvatures is None:
         curvatures = top_curvature * np.arange(1, dim, dtype=float) ** (-spectrum_exponent)
     curvatures = np.broadcast_to(np.asarray(curvatures, dtype=float), (dim - 1,))
