@@ -2,9 +2,11 @@
 
     python benchmarks/run.py [--quick] [--out DIR]
 
-Default: 13 workloads (d = 2, 64, 1024 with GD, SGD and Adam at 1024 runs x 1000 steps; 16 and
-4096 runs; 10^4 and 10^5 steps), about 10 minutes on 2 CPU cores; results in
-``outputs/bench/bench.json``.  Every measurement runs in a fresh process.
+Default: 16 workloads (the river valley with d = 2, 64, 1024 and GD, SGD and Adam at 1024 runs x
+1000 steps; 16 and 4096 runs; 10^4 and 10^5 steps; the bigram language-model toy with V = 64, SGD
+and Adam at 256 runs x 1000 steps and SGD at 1024 runs), results in ``outputs/bench/bench.json``.
+``--quick``: two small valley workloads and one small bigram one (a smoke run).  Every measurement
+runs in a fresh process.
 """
 
 import sys

@@ -12,6 +12,7 @@ are batch axes: a schedule whose ``peak`` has shape ``(4,)`` is a batch of four 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,12 +36,18 @@ def static_field(**kwargs: Any) -> Any:
     return dataclasses.field(metadata={_STATIC: True}, **kwargs)
 
 
+def child_field(**kwargs: Any) -> Any:
+    """A field holding another pytree dataclass or ``None`` (e.g. a corpus inside a language
+    model): its array fields are leaves of the parent too, and share the parent's batch shape."""
+    return dataclasses.field(metadata={_STATIC: False, _NDIM: None}, **kwargs)
+
+
 def _convert_sequences(self: Any) -> None:
     """Turn list/tuple values of array fields into float arrays (other leaves are kept as given,
     so tracers and ``vmap`` axis specs pass through unchanged)."""
     for name in array_fields(self):
         value = getattr(self, name)
-        if isinstance(value, list | tuple):
+        if isinstance(value, list | tuple) and array_fields(self)[name] is not None:
             object.__setattr__(self, name, as_float(value))
 
 
@@ -77,8 +84,9 @@ def pytree_dataclass(cls: type[T] | None = None, *, kw_only: bool = True) -> Any
     return cls
 
 
-def array_fields(obj: Any) -> dict[str, int]:
-    """Names of the array fields of a pytree dataclass, mapped to their base ``ndim``."""
+def array_fields(obj: Any) -> dict[str, int | None]:
+    """Names of the array fields of a pytree dataclass, mapped to their base ``ndim`` (``None``
+    for a child pytree dataclass)."""
     return {
         f.name: f.metadata.get(_NDIM, 0)
         for f in dataclasses.fields(obj)
@@ -95,7 +103,10 @@ def static_fields(obj: Any) -> dict[str, Any]:
     }
 
 
-def _leaf_batch_shape(obj: Any, name: str, ndim: int) -> tuple[int, ...]:
+def _leaf_batch_shape(obj: Any, name: str, ndim: int | None) -> tuple[int, ...]:
+    if ndim is None:
+        child = getattr(obj, name)
+        return () if child is None else batch_shape(child)
     shape = np.shape(getattr(obj, name))
     if len(shape) < ndim:
         raise ValueError(
@@ -117,14 +128,21 @@ def batch_shape(obj: Any) -> tuple[int, ...]:
 
 
 def batched_fields(obj: Any) -> list[str]:
-    """Names of the array fields that carry a batch axis (the swept fields)."""
-    return [n for n, d in array_fields(obj).items() if _leaf_batch_shape(obj, n, d)]
+    """Names of the array fields that carry a batch axis (the swept fields); child pytrees are
+    not listed (a batched child has no single coordinate)."""
+    return [
+        n for n, d in array_fields(obj).items() if d is not None and _leaf_batch_shape(obj, n, d)
+    ]
 
 
 def broadcast_batch(obj: T, shape: tuple[int, ...]) -> T:
     """Broadcast every array field of ``obj`` to the batch ``shape`` (plus its base shape)."""
     updates = {}
     for name, ndim in array_fields(obj).items():
+        if ndim is None:
+            child = getattr(obj, name)
+            updates[name] = None if child is None else broadcast_batch(child, shape)
+            continue
         leaf = jnp.asarray(getattr(obj, name))
         base = leaf.shape[leaf.ndim - ndim :]
         updates[name] = jnp.broadcast_to(leaf, tuple(shape) + tuple(base))
@@ -143,11 +161,29 @@ def as_float(x: Any) -> jax.Array:
         return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
+DESCRIBE_MAX_VALUES = 64  # larger arrays are described by shape, dtype and a SHA-256 digest
+
+
+def _describe_array(value: Any) -> Any:
+    arr = np.asarray(value)
+    if arr.size <= DESCRIBE_MAX_VALUES:
+        return arr.tolist()
+    digest = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    return {"shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": digest}
+
+
 def describe(obj: Any) -> dict[str, Any]:
     """Plain-Python description of a pytree dataclass (type, static and array fields), for
-    dataset attributes and cache keys."""
+    dataset attributes and cache keys.  Arrays of more than ``DESCRIBE_MAX_VALUES`` entries are
+    summarised by shape, dtype and content digest, so descriptions stay small but still change
+    whenever a value does."""
     out: dict[str, Any] = {"type": type(obj).__name__}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        out[f.name] = value if f.metadata.get(_STATIC, False) else np.asarray(value).tolist()
+        if f.metadata.get(_STATIC, False):
+            out[f.name] = value
+        elif f.metadata.get(_NDIM, 0) is None:
+            out[f.name] = None if value is None else describe(value)
+        else:
+            out[f.name] = _describe_array(value)
     return out

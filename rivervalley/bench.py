@@ -1,12 +1,20 @@
 """``rivervalley bench``: the sweep runner against the alternatives, side by side.
 
-For each workload (the softplus river valley of dimension ``d`` with GD, SGD or Adam under a WSD
-schedule, ``runs`` runs of ``steps`` updates, recording the loss 10 times) it measures
+For each workload (``runs`` runs of ``steps`` updates with GD, SGD or Adam under a WSD schedule,
+recording 10 times) on one of two landscapes,
+
+``valley``  the softplus river valley of dimension ``d`` (``dim``), peak rate 0.05;
+``bigram``  the bigram language-model toy: a logit table (``rivervalley.lm.bigram_table``,
+            minibatches of 32 pairs) on a corpus of ``V = dim`` tokens, half of the contexts
+            deterministic and half uniform over 8 tokens; peak rate 20 (GD, SGD) or 0.05 (Adam),
+
+it measures
 
 ``sweep``   the lab's ``jit(vmap(scan))`` runner;
-``loop``    a Python loop over runs, each calling one jitted single-run ``lax.scan`` (compiled
-            once and reused);
-``numpy``   the same maths in NumPy, vectorised over runs (``rivervalley.numpy_reference``).
+``loop``    a Python loop over runs, each calling one jitted single-run ``lax.scan``
+            (``runner.advance``, the very function the sweep vmaps; compiled once and reused);
+``numpy``   the same maths in NumPy, vectorised over runs (``rivervalley.numpy_reference``;
+            the valley only: there is no NumPy version of the language model, shown as ``-``),
 
 and prints run-steps per second, the sweep's speed-up over each alternative, its compile time and
 the peak memory each method added.  Every measurement runs in a fresh process (so peak memory
@@ -27,36 +35,68 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+LANDSCAPES = ("valley", "bigram")
+METHODS = ("sweep", "loop", "numpy")
+
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
+    """``runs`` runs of ``steps`` updates of ``optimizer`` on ``landscape``: ``"valley"`` (the
+    river valley of dimension ``dim``) or ``"bigram"`` (the bigram toy with ``V = dim``)."""
+
     dim: int
     optimizer: str
     runs: int
     steps: int
+    landscape: str = "valley"
+
+    def __post_init__(self):
+        if self.landscape not in LANDSCAPES:
+            raise ValueError(f"landscape: unknown {self.landscape!r}; allowed: {LANDSCAPES}")
 
     @property
     def name(self) -> str:
-        return f"d={self.dim} {self.optimizer} runs={self.runs} steps={self.steps}"
+        size = f"V={self.dim}" if self.landscape == "bigram" else f"d={self.dim}"
+        prefix = "bigram " if self.landscape == "bigram" else ""
+        return f"{prefix}{size} {self.optimizer} runs={self.runs} steps={self.steps}"
+
+    def supports(self, method: str) -> bool:
+        """Whether ``method`` applies (NumPy exists for the valley only)."""
+        return method != "numpy" or self.landscape == "valley"
 
 
-QUICK = [Workload(64, "sgd", 256, 1000), Workload(64, "gd", 256, 1000)]
+QUICK = [
+    Workload(64, "sgd", 256, 1000),
+    Workload(64, "gd", 256, 1000),
+    Workload(64, "sgd", 64, 500, landscape="bigram"),
+]
 DEFAULT = [Workload(d, opt, 1024, 1000) for d in (2, 64, 1024) for opt in ("gd", "sgd", "adam")] + [
     Workload(64, "sgd", 16, 1000),
     Workload(64, "sgd", 4096, 1000),
     Workload(64, "sgd", 1024, 10_000),
     Workload(64, "gd", 1024, 100_000),
+    Workload(64, "sgd", 256, 1000, landscape="bigram"),
+    Workload(64, "adam", 256, 1000, landscape="bigram"),
+    Workload(64, "sgd", 1024, 1000, landscape="bigram"),
 ]
 LOOP_RUNS = 32  # runs timed for the per-run loop
 NUMPY_STEPS = 1000  # steps timed for NumPy
+BIGRAM_PEAK = {"gd": 20.0, "sgd": 20.0, "adam": 0.05}  # peak rates for the logit table
 
 
 def _problem(w: Workload):
-    from rivervalley import optimizers, schedules
+    import jax
+
+    from rivervalley import lm, optimizers, schedules
     from rivervalley.landscapes import river_valley
 
+    optimizer = optimizers.by_name(w.optimizer)
+    if w.landscape == "bigram":
+        mix = [(lm.deterministic(), 0.5), (lm.uniform(8), 0.5)]
+        model = lm.bigram_table(lm.bigram_corpus(jax.random.key(0), w.dim, mix), batch_size=32)
+        return model, optimizer, schedules.wsd(BIGRAM_PEAK[w.optimizer], w.steps, 0.2)
     valley = river_valley(w.dim, spectrum_exponent=1.0, noise_std=0.3)
-    return valley, optimizers.by_name(w.optimizer), schedules.wsd(0.05, w.steps, 0.2)
+    return valley, optimizer, schedules.wsd(0.05, w.steps, 0.2)
 
 
 def _peak_rss_mb() -> float:
@@ -69,9 +109,14 @@ def _measure(method: str, w: Workload) -> dict[str, Any]:
     import numpy as np
 
     from rivervalley import runner
+    from rivervalley.landscapes import RiverValley
     from rivervalley.numpy_reference import numpy_sweep
 
-    valley, optimizer, schedule = _problem(w)
+    if method not in METHODS:
+        raise ValueError(f"method: unknown {method!r}; allowed: {', '.join(METHODS)}")
+    if not w.supports(method):
+        raise ValueError(f"method: {method!r} does not apply to the {w.landscape} landscape")
+    landscape, optimizer, schedule = _problem(w)
     record_every = w.steps // 10
     base = _peak_rss_mb()
     out: dict[str, Any] = {"method": method, "workload": dataclasses.asdict(w)}
@@ -79,7 +124,7 @@ def _measure(method: str, w: Workload) -> dict[str, Any]:
 
         def go():
             return runner.sweep(
-                valley,
+                landscape,
                 optimizer,
                 schedule,
                 seeds=w.runs,
@@ -100,12 +145,16 @@ def _measure(method: str, w: Workload) -> dict[str, Any]:
         import functools
 
         n = min(w.runs, LOOP_RUNS)
-        single = jax.jit(functools.partial(runner.advance, n_records=10, record_every=record_every))
+        # the single-run scan the sweep vmaps, recording what it records by default
+        advance = functools.partial(
+            runner.advance, n_records=10, record_every=record_every, what=runner.Recording()
+        )
+        single = jax.jit(advance)
         start = jax.jit(runner.init_run)
 
         def one(seed):
-            state = start(valley, optimizer, schedule, jax.random.key(seed))
-            return jax.block_until_ready(single(valley, optimizer, schedule, state))
+            state = start(landscape, optimizer, schedule, jax.random.key(seed))
+            return jax.block_until_ready(single(landscape, optimizer, schedule, state))
 
         t0 = time.perf_counter()
         one(0)
@@ -116,16 +165,15 @@ def _measure(method: str, w: Workload) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         out |= {"seconds": seconds, "compile_s": max(first - seconds / n, 0.0), "runs_timed": n}
         run_steps = n * w.steps
-    elif method == "numpy":
+    else:  # numpy, on the valley
+        assert isinstance(landscape, RiverValley)
         steps = min(w.steps, NUMPY_STEPS)
         lrs = np.asarray(jax.vmap(schedule)(np.arange(steps)))
         t0 = time.perf_counter()
-        numpy_sweep(valley, w.optimizer, lrs, runs=w.runs, record_every=max(steps // 10, 1))
+        numpy_sweep(landscape, w.optimizer, lrs, runs=w.runs, record_every=max(steps // 10, 1))
         seconds = time.perf_counter() - t0
         out |= {"seconds": seconds, "compile_s": 0.0, "runs_timed": w.runs, "steps_timed": steps}
         run_steps = w.runs * steps
-    else:
-        raise ValueError(f"method: unknown {method!r}; allowed: sweep, loop, numpy")
     out["run_steps_per_s"] = run_steps / seconds
     out["peak_memory_mb"] = _peak_rss_mb() - base
     return out
@@ -137,26 +185,43 @@ def measure(method: str, w: Workload) -> dict[str, Any]:
         return pool.apply(_measure, (method, w))
 
 
-def run(workloads: Sequence[Workload], out: Path, methods=("sweep", "loop", "numpy")) -> Path:
-    """Measure every method on every workload, print a table, write ``out/bench.json``."""
+def _cell(value: float | None, width: int, spec: str) -> str:
+    """A table cell: ``value`` formatted, or ``-`` where it does not apply."""
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
+
+
+def run(workloads: Sequence[Workload], out: Path, methods: Sequence[str] = METHODS) -> Path:
+    """Measure every method on every workload, print a table, write ``out/bench.json``.
+
+    Methods that do not apply to a workload (NumPy on the bigram toy) are skipped: ``-`` in the
+    table, listed under ``not_applicable`` in the file, with no result and no ratio."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or "sweep" not in methods:
+        raise ValueError(f"methods: need 'sweep' and any of {METHODS}, got {tuple(methods)}")
     rows = []
     header = (
-        f"{'workload':<36}{'sweep Mrs/s':>12}{'loop':>9}{'numpy':>9}"
+        f"{'workload':<40}{'sweep Mrs/s':>12}{'loop':>9}{'numpy':>9}"
         f"{'x loop':>8}{'x numpy':>8}{'compile s':>10}{'mem MB':>8}"
     )
     print(header)
     for w in workloads:
-        res = {m: measure(m, w) for m in methods}
+        applicable = [m for m in methods if w.supports(m)]
+        res = {m: measure(m, w) for m in applicable}
         speed = {m: r["run_steps_per_s"] for m, r in res.items()}
-        row = {"workload": dataclasses.asdict(w), "results": res}
-        row["ratio"] = {m: speed["sweep"] / speed[m] for m in methods if m != "sweep"}
+        ratio = {m: speed["sweep"] / speed[m] for m in applicable if m != "sweep"}
+        row = {
+            "workload": dataclasses.asdict(w),
+            "name": w.name,
+            "results": res,
+            "ratio": ratio,
+            "not_applicable": [m for m in methods if m not in applicable],
+        }
         rows.append(row)
+        mrs = {m: v / 1e6 for m, v in speed.items()}
         print(
-            f"{w.name:<36}{speed['sweep'] / 1e6:>12.2f}"
-            f"{speed.get('loop', float('nan')) / 1e6:>9.3f}"
-            f"{speed.get('numpy', float('nan')) / 1e6:>9.3f}"
-            f"{row['ratio'].get('loop', float('nan')):>8.1f}"
-            f"{row['ratio'].get('numpy', float('nan')):>8.1f}"
+            f"{w.name:<40}{_cell(mrs['sweep'], 12, '.2f')}"
+            f"{_cell(mrs.get('loop'), 9, '.3f')}{_cell(mrs.get('numpy'), 9, '.3f')}"
+            f"{_cell(ratio.get('loop'), 8, '.1f')}{_cell(ratio.get('numpy'), 8, '.1f')}"
             f"{res['sweep']['compile_s']:>10.2f}{res['sweep']['peak_memory_mb']:>8.0f}",
             flush=True,
         )
@@ -172,6 +237,7 @@ def run(workloads: Sequence[Workload], out: Path, methods=("sweep", "loop", "num
         "backend": jax.default_backend(),
         "loop_runs_timed": LOOP_RUNS,
         "numpy_steps_timed": NUMPY_STEPS,
+        "bigram_peak_rates": BIGRAM_PEAK,
     }
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     return path

@@ -43,10 +43,17 @@ def uniform_bits(key: jax.Array, size: int) -> jax.Array:
     return _fmix32(_fmix32((index * _PHI) ^ words[0]) + words[-1])
 
 
-def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    """Standard normal numbers of ``shape`` from ``key`` (see the module docstring)."""
+def uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform numbers on the grid ``(j + 1/2) / 2^24``, ``j = 0 .. 2^24 - 1``: strictly inside
+    (0, 1), float32, of ``shape``, from ``key``."""
     size = int(np.prod(shape, dtype=np.int64))
     bits = uniform_bits(key, size)
     u = ((bits >> 8).astype(jnp.float32) + 0.5) * np.float32(2.0**-24)
+    return u.reshape(shape)
+
+
+def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """Standard normal numbers of ``shape`` from ``key`` (see the module docstring)."""
+    u = uniform(key, shape)
     xi = np.float32(np.sqrt(2.0)) * jax.lax.erf_inv(2.0 * u - 1.0)
-    return xi.reshape(shape).astype(dtype)
+    return xi.astype(dtype)

@@ -24,6 +24,24 @@ STYLE: dict[Any, Any] = {
     "legend.frameon": False,
 }
 
+# one colour and display name per schedule kind, shared by every figure
+SCHEDULE_COLORS = {
+    "constant": "tab:blue",
+    "linear": "tab:purple",
+    "cosine": "tab:orange",
+    "wsd": "tab:green",
+    "wsd_s": "tab:red",
+    "cyclic_cosine": "tab:brown",
+}
+SCHEDULE_NAMES = {
+    "constant": "constant",
+    "linear": "linear decay",
+    "cosine": "cosine",
+    "wsd": "WSD",
+    "wsd_s": "WSD-S",
+    "cyclic_cosine": "cyclic cosine",
+}
+
 LABELS = {
     "loss": "total loss $L(w)$",
     "river_loss": "river loss $L(r(w))$",
@@ -31,6 +49,9 @@ LABELS = {
     "river_coord": "river coordinate $s$",
     "hill_dist": "hill distance $\\|w - r(w)\\|$",
     "lr": "learning rate $\\eta_t$",
+    "excess_loss": "excess loss $L(w) - H$ (nats)",
+    "class_excess": "excess loss of the class (nats)",
+    "sharpness": "top Hessian eigenvalue $\\lambda_{max}$",
 }
 
 

@@ -39,7 +39,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from rivervalley import __version__
+from rivervalley import __version__, hessian
 from rivervalley import checkpoint as checkpoint_io
 from rivervalley._pytree import batch_shape, batched_fields, broadcast_batch, describe
 from rivervalley.landscapes.base import Landscape
@@ -50,6 +50,7 @@ from rivervalley.schedules import Schedule
 RECORDED = ("loss", "river_loss", "hill_loss", "river_coord", "hill_dist", "lr")
 DEFAULT_CHUNK_STEPS = 10_000
 UNROLL = 4  # updates per iteration of the compiled inner loop (fewer loop overheads)
+SHARE_LANDSCAPES_ABOVE = 4096  # unbatched landscapes with more numbers are shared, not copied
 
 
 class RunState(NamedTuple):
@@ -72,19 +73,6 @@ def init_run(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, key
     return RunState(params, opt_state, noise_key, jnp.zeros((), jnp.int32), never)
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    """Whether every entry is finite, via one sum per leaf (a sum is finite only if its terms
-    are, barring an overflow of the sum itself, which is divergence for our purposes)."""
-    return jnp.all(
-        jnp.stack([jnp.isfinite(jnp.sum(leaf)) for leaf in jax.tree_util.tree_leaves(tree)])
-    )
-
-
-def _finite_point(params: Any, loss: jax.Array) -> jax.Array:
-    """Whether a run's parameters and their loss are all finite (else it has diverged)."""
-    return _all_finite(params) & jnp.isfinite(loss)
-
-
 def _freeze(keep_old: jax.Array, old: Any, new: Any) -> Any:
     return jax.tree_util.tree_map(lambda o, n: jnp.where(keep_old, o, n), old, new)
 
@@ -99,7 +87,7 @@ def update(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, state
     updates, opt_state = optimizer.transform(schedule).update(grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     healthy = state.diverged_at < 0
-    finite = _finite_point(params, landscape.loss(params))
+    finite = landscape.is_finite(params)
     keep_old = ~(healthy & finite)
     diverged_at = jnp.where(healthy & ~finite, state.step + 1, state.diverged_at)
     return RunState(
@@ -111,13 +99,30 @@ def update(landscape: Landscape, optimizer: Optimizer, schedule: Schedule, state
     )
 
 
+class Recording(NamedTuple):
+    """Optional recorded quantities (static: they change the compiled program).
+
+    ``params``: the iterates themselves; ``sharpness_iters``: if positive, the top Hessian
+    eigenvalue of the loss by that many Lanczos iterations (``sharpness``)."""
+
+    params: bool = False
+    sharpness_iters: int = 0
+
+
+DEFAULT_RECORDING = Recording()
+
+
 def record(
-    landscape: Landscape, schedule: Schedule, state: RunState, *, with_params: bool = False
+    landscape: Landscape, schedule: Schedule, state: RunState, what: Recording = DEFAULT_RECORDING
 ) -> dict[str, jax.Array]:
-    """The recorded quantities at the current step (``lr`` is the rate of the next update);
-    with ``with_params`` also the parameters themselves (``params``)."""
+    """The recorded quantities at the current step (``lr`` is the rate of the next update), the
+    landscape's ``observables`` and the optional quantities chosen by ``what``."""
     parts = landscape.decompose(state.params)
-    extra = {"params": state.params} if with_params else {}
+    extra = {"params": state.params} if what.params else {}
+    if what.sharpness_iters:
+        iters = what.sharpness_iters
+        extra["sharpness"] = hessian.sharpness(landscape.loss, state.params, iters=iters)
+    extra |= landscape.observables(state.params)
     return extra | {
         "loss": landscape.loss(state.params),
         "river_loss": parts.river_loss,
@@ -136,20 +141,25 @@ def advance(
     *,
     n_records: int,
     record_every: int,
-    with_params: bool = False,
+    what: Recording = DEFAULT_RECORDING,
 ):
-    """Run ``n_records * record_every`` updates of one run, recording after every
-    ``record_every``; returns the final state and records of shape ``(n_records,)``."""
+    """Record the state as given, then run ``n_records * record_every`` updates of one run,
+    recording after every ``record_every``; returns the final state and ``n_records + 1``
+    records.  The record is traced once (the first iteration skips the updates with a
+    ``lax.cond`` on an unbatched flag), so a sweep compiles the record and the update once."""
 
     def one_update(state, _):
         return update(landscape, optimizer, schedule, state), None
 
-    def one_record(state, _):
+    def updates(state):
         unroll = math.gcd(record_every, UNROLL)
-        state, _ = jax.lax.scan(one_update, state, None, length=record_every, unroll=unroll)
-        return state, record(landscape, schedule, state, with_params=with_params)
+        return jax.lax.scan(one_update, state, None, length=record_every, unroll=unroll)[0]
 
-    return jax.lax.scan(one_record, state, None, length=n_records)
+    def one_record(state, index):
+        state = jax.lax.cond(index == 0, lambda s: s, updates, state)
+        return state, record(landscape, schedule, state, what)
+
+    return jax.lax.scan(one_record, state, jnp.arange(n_records + 1))
 
 
 _TRACE_COUNT = 0
@@ -160,25 +170,22 @@ def trace_count() -> int:
     return _TRACE_COUNT
 
 
-@functools.partial(jax.jit, static_argnames=("n_records", "record_every", "with_params", "axes"))
+@functools.partial(jax.jit, static_argnames=("n_records", "record_every", "what", "axes"))
 def _advance_runs(
-    landscape, optimizer, schedule, state, *, n_records, record_every, with_params, axes=(0, 0, 0)
+    landscape, optimizer, schedule, state, *, n_records, record_every, what, axes=(0, 0, 0)
 ):
     global _TRACE_COUNT
     _TRACE_COUNT += 1
-    step = functools.partial(
-        advance, n_records=n_records, record_every=record_every, with_params=with_params
-    )
+    step = functools.partial(advance, n_records=n_records, record_every=record_every, what=what)
     return jax.vmap(step, in_axes=(*axes, 0))(landscape, optimizer, schedule, state)
 
 
-@functools.partial(jax.jit, static_argnames=("with_params", "axes"))
-def _start_runs(landscape, optimizer, schedule, keys, *, with_params, axes=(0, 0, 0)):
+@functools.partial(jax.jit, static_argnames=("axes",))
+def _start_runs(landscape, optimizer, schedule, keys, *, axes=(0, 0, 0)):
     def start(landscape, optimizer, schedule, key):
         state = init_run(landscape, optimizer, schedule, key)
-        rec = record(landscape, schedule, state, with_params=with_params)
-        bad_start = ~_finite_point(state.params, rec["loss"])
-        return state._replace(diverged_at=jnp.where(bad_start, 0, state.diverged_at)), rec
+        bad_start = ~landscape.is_finite(state.params)
+        return state._replace(diverged_at=jnp.where(bad_start, 0, state.diverged_at))
 
     return jax.vmap(start, in_axes=(*axes, 0))(landscape, optimizer, schedule, keys)
 
@@ -241,6 +248,7 @@ def sweep(
     chunk_steps: int | None = None,
     progress: bool | None = None,
     record_params: bool = False,
+    sharpness: int = 0,
     devices: int | Sequence[Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
 ) -> xr.Dataset:
@@ -266,6 +274,10 @@ def sweep(
     record_params
         Also record the iterates themselves as ``params`` with dims ``(run, step, param)``
         (flat parameter vectors only; memory grows with the dimension).
+    sharpness
+        If positive, also record ``sharpness``: the top Hessian eigenvalue of the loss at every
+        recorded point, by this many Lanczos iterations (``rivervalley.hessian``; ~20 suffice
+        for a well-separated top eigenvalue, ``d`` make it exact).
     devices
         Shard the run axis over these devices (or the first ``n`` local devices) with
         ``jax.sharding``; runs are padded to a multiple of the device count.  Results are
@@ -279,7 +291,9 @@ def sweep(
     Returns
     -------
     Dataset with dims ``run`` and ``step``; variables ``loss``, ``river_loss``, ``hill_loss``,
-    ``river_coord``, ``hill_dist`` and ``lr`` of shape ``(run, step)``, and per run ``diverged``
+    ``river_coord``, ``hill_dist`` and ``lr`` of shape ``(run, step)``, the landscape's
+    ``observables`` (e.g. per-class losses of the language models, with their extra dimension),
+    and per run ``diverged``
     (bool) and ``diverged_step`` (the update after which the run stopped being finite; -1 if
     never).  A diverged run is frozen at its last finite state.  Coordinates: ``seed``,
     ``landscape``, ``optimizer``, ``schedule`` (kinds) and one per swept field.
@@ -292,6 +306,8 @@ def sweep(
         )
     if steps % record_every:
         raise ValueError(f"steps={steps} must be a multiple of record_every={record_every}")
+    if not isinstance(sharpness, int | np.integer) or sharpness < 0:
+        raise ValueError(f"sharpness: need a non-negative number of iterations, got {sharpness!r}")
     seed_values = _seed_array(seeds)
     landscape.validate()
     optimizer.validate()
@@ -307,19 +323,27 @@ def sweep(
         n_padded = math.ceil(n_runs / n_dev) * n_dev
     padded = [np.concatenate([i, np.full(n_padded - n_runs, i[-1])]) for i in index]
 
+    def gathered(name, comp) -> bool:
+        """Whether a component is gathered to one entry per run (``vmap`` axis 0) rather than
+        shared by all runs (axis ``None``).  Batched components are gathered; so is a small
+        unbatched landscape, which XLA compiles to faster elementwise code than broadcasting
+        shared parameters (measured: 8.5 vs 4.4 M run-steps/s for GD on the d=64 valley).  A
+        large one (e.g. a language model's corpus) is shared, not copied per run."""
+        if batch_shape(comp):
+            return True
+        size = sum(np.size(x) for x in jax.tree_util.tree_leaves(comp))
+        return name == "landscape" and size <= SHARE_LANDSCAPES_ABOVE
+
     def per_run(name, comp, idx):
-        """A component gathered to one entry per run.  An unbatched schedule or optimizer is
-        shared by all runs instead (``vmap`` axis ``None``); the landscape is always gathered,
-        which XLA compiles to faster elementwise code than broadcasting shared parameters
-        (measured: 8.5 vs 4.4 M run-steps/s for GD on the d=64 valley)."""
-        if name != "landscape" and not batch_shape(comp):
+        """A component gathered to one entry per run, or itself if shared."""
+        if not gathered(name, comp):
             return comp
         comp = broadcast_batch(comp, batch_shape(comp) or (1,))
         per = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[idx], comp)
         return per if sharding is None else jax.device_put(per, sharding)
 
     args = tuple(per_run(n, c, i) for (n, c), i in zip(comps.items(), padded, strict=False))
-    axes = tuple(0 if n == "landscape" or batch_shape(c) else None for n, c in comps.items())
+    axes = tuple(0 if gathered(n, c) else None for n, c in comps.items())
     keys = jax.vmap(jax.random.key)(jnp.asarray(seed_values[padded[-1]], dtype=jnp.uint32))
     if sharding is not None:
         keys = jax.device_put(keys, sharding)
@@ -330,10 +354,11 @@ def sweep(
     chunk = math.ceil(n_total / n_chunks)
     config = _config(comps, seed_values, steps, record_every)
 
-    state, first = _start_runs(*args, keys, with_params=record_params, axes=axes)
-    pieces = [{k: _to_host(v)[:, None] for k, v in first.items()}]
+    what = Recording(params=record_params, sharpness_iters=sharpness)
+    state = _start_runs(*args, keys, axes=axes)
+    pieces = []
     done = 0
-    fingerprint = _fingerprint(config, chunk, record_params, n_padded)
+    fingerprint = _fingerprint(config, chunk, what, n_padded)
     if checkpoint is None:
         checkpoint = checkpoint_io.default_path(fingerprint)
     if checkpoint is not None:
@@ -355,10 +380,12 @@ def sweep(
                 state,
                 n_records=n,
                 record_every=record_every,
-                with_params=record_params,
+                what=what,
                 axes=axes,
             )
-            pieces.append({k: _to_host(v) for k, v in recs.items()})
+            # every chunk starts by recording its initial state: a repeat except in the first
+            skip = 1 if done else 0
+            pieces.append({k: _to_host(v)[:, skip:] for k, v in recs.items()})
             done += n
             if checkpoint is not None:
                 pieces = [_join(pieces)]  # the checkpoint holds every record so far
@@ -367,7 +394,7 @@ def sweep(
 
     diverged_at = _to_host(state.diverged_at)[:n_runs].astype(np.int64)
     data = {k: v[:n_runs] for k, v in _join(pieces).items()}
-    return _dataset(data, diverged_at, comps, index, seed_values, config)
+    return _dataset(data, diverged_at, comps, index, seed_values, config, landscape)
 
 
 def _join(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -392,15 +419,16 @@ def _config(comps, seed_values, steps, record_every) -> dict[str, Any]:
     }
 
 
-def _fingerprint(config, chunk, record_params, n_padded) -> str:
+def _fingerprint(config, chunk, what: Recording, n_padded) -> str:
     """Everything a checkpoint's contents depend on, as one string."""
-    extra = {"chunk": chunk, "record_params": record_params, "padded_runs": n_padded}
+    extra = {"chunk": chunk, "recording": what._asdict(), "padded_runs": n_padded}
     text = json.dumps({"config": config, **extra}, sort_keys=True) + code_fingerprint()
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _dataset(data, diverged_at, comps, index, seed_values, config) -> xr.Dataset:
+def _dataset(data, diverged_at, comps, index, seed_values, config, landscape) -> xr.Dataset:
     n_runs = len(index[-1])
+    extra_dims = landscape.observable_dims()
     coords: dict[str, Any] = {
         "step": np.arange(0, config["steps"] + 1, config["record_every"]),
         "seed": ("run", seed_values[index[-1]]),
@@ -415,9 +443,14 @@ def _dataset(data, diverged_at, comps, index, seed_values, config) -> xr.Dataset
         dims = ("run", *(f"{coord}_dim{i}" for i in range(values.ndim - 1)))
         coords[coord] = (dims, values)
     attrs = {"rivervalley_version": __version__, "config": json.dumps(config, sort_keys=True)}
-    variables: dict[str, Any] = {
-        k: (("run", "step", "param")[: v.ndim], v) for k, v in data.items()
-    }
+    variables: dict[str, Any] = {}
+    for k, v in data.items():
+        if k in extra_dims:
+            dim, labels = extra_dims[k]
+            coords[dim] = labels
+            variables[k] = (("run", "step", dim), v)
+        else:
+            variables[k] = (("run", "step", "param")[: v.ndim], v)
     variables["diverged"] = ("run", diverged_at >= 0)
     variables["diverged_step"] = ("run", diverged_at)
     return xr.Dataset(variables, coords=coords, attrs=attrs)

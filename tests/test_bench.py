@@ -4,6 +4,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from rivervalley import bench, optimizers, runner, schedules
 from rivervalley.landscapes import river_valley
@@ -36,3 +37,25 @@ def test_measurements_and_results_file(tmp_path, monkeypatch):
         assert r["run_steps_per_s"] > 0 and r["seconds"] > 0
     expected = res["sweep"]["run_steps_per_s"] / res["numpy"]["run_steps_per_s"]
     assert rows[0]["ratio"]["numpy"] == expected
+
+
+def test_bigram_workload_runs_sweep_and_loop_only(tmp_path, monkeypatch):
+    tiny = bench.Workload(dim=8, optimizer="sgd", runs=4, steps=50, landscape="bigram")
+    assert tiny.name == "bigram V=8 sgd runs=4 steps=50"
+    assert not tiny.supports("numpy")
+    monkeypatch.setattr(bench, "measure", bench._measure)  # in-process: no spawn in tests
+    monkeypatch.setattr(bench, "LOOP_RUNS", 2)
+    path = bench.run([tiny], tmp_path)
+    row = json.loads(path.read_text())["rows"][0]
+    assert row["workload"]["landscape"] == "bigram" and row["name"] == tiny.name
+    res = row["results"]
+    assert set(res) == {"sweep", "loop"} and row["not_applicable"] == ["numpy"]
+    assert set(row["ratio"]) == {"loop"}
+    assert res["loop"]["runs_timed"] == 2 and res["sweep"]["runs_timed"] == 4
+    for r in res.values():
+        assert r["run_steps_per_s"] > 0 and r["seconds"] > 0
+    assert row["ratio"]["loop"] == res["sweep"]["run_steps_per_s"] / res["loop"]["run_steps_per_s"]
+    with pytest.raises(ValueError, match="does not apply"):
+        bench._measure("numpy", tiny)
+    with pytest.raises(ValueError, match="landscape"):
+        bench.Workload(dim=8, optimizer="sgd", runs=4, steps=50, landscape="nope")

@@ -7,7 +7,10 @@ over them) with:
 ``grad(w)``               its exact gradient (default: ``jax.grad(loss)``);
 ``stochastic_grad(w, key)`` an unbiased estimate of ``grad(w)``;
 ``init(key)``             a starting point;
-``decompose(w)``          the river / hill split as a ``Decomposition``.
+``decompose(w)``          the river / hill split as a ``Decomposition``;
+``observables(w)``        optional extra recorded quantities (default none), with
+                          ``observable_dims()`` naming the extra axis of non-scalar ones;
+``is_finite(w)``          whether ``w`` is a healthy (non-diverged) point.
 """
 
 from __future__ import annotations
@@ -60,6 +63,21 @@ class Landscape:
 
     def decompose(self, w: Any) -> Decomposition:
         raise NotImplementedError
+
+    def observables(self, w: Any) -> dict[str, jax.Array]:
+        """Extra quantities recorded next to the loss and its decomposition (default: none)."""
+        del w
+        return {}
+
+    def observable_dims(self) -> dict[str, tuple[str, list[str]]]:
+        """For each non-scalar observable of shape ``(n,)``: its dimension name and ``n`` labels."""
+        return {}
+
+    def is_finite(self, w: Any) -> jax.Array:
+        """Whether every parameter and the loss at ``w`` are finite (else the run diverged)."""
+        leaves = jax.tree_util.tree_leaves(w)
+        finite = jnp.all(jnp.stack([jnp.isfinite(jnp.sum(leaf)) for leaf in leaves]))
+        return finite & jnp.isfinite(self.loss(w))
 
     def validate(self) -> Landscape:
         """Check the parameters; raise ``ValueError`` naming the field, value and what is

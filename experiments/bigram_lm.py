@@ -1,0 +1,254 @@
+"""The bigram language-model toy: which contexts improve in the stable phase, which in the decay.
+
+    python experiments/bigram_lm.py [--quick] [--out DIR]
+
+A bigram corpus over ``V`` tokens: half the contexts have a determined next token (entropy 0),
+half a next token uniform over ``k`` tokens (entropy ``log k``).  The logit-table model
+(``lm.bigram_table``, ``V^2`` parameters) is trained by SGD and by Adam, minibatches of ``B``
+pairs from the infinite stream, under WSD, cosine and WSD-S (budgets at thirds of the run), many
+seeds.  The ablation trains the same way on a corpus whose contexts are all alike: uniform over
+``sqrt(k)`` tokens, which has the same entropy floor ``H = log(k)/2``.
+
+Figures: ``bigram_lm_loss`` (total loss, excess loss over the floor, and the relaxation split's
+hill loss against step), ``bigram_lm_classes`` (excess loss of each context class),
+``bigram_lm_sharpness`` (top Hessian eigenvalue, by Lanczos), ``bigram_lm_ablation`` (excess loss,
+main corpus vs ablation).  ``bigram_lm_summary.json`` holds the measured answer: for WSD, each
+class's excess loss at the end of warmup, at the start of the decay and at the end, and the share
+of the final improvement that happens in the decay, on both corpora.
+Runtime: ~2.5 min on 2 cores (``--quick``: ~40 s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from rivervalley import lm, optimizers, schedules
+from rivervalley.experiment import run_experiment
+from rivervalley.plotting import LABELS, SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, band
+from rivervalley.runner import sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    vocab_size: int = 128
+    random_support: int = 16  # k: main corpus = half deterministic, half uniform(k)
+    ablation_support: int = 4  # every context uniform(sqrt(k)): the same entropy floor
+    batch_size: int = 32
+    steps: int = 4000
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2
+    wsds_budgets: int = 3
+    sgd_peak: float = 30.0  # the table's gradients scale like 1/V: SGD needs a rate ~V/4
+    adam_peak: float = 0.03
+    seeds: int = 8
+    record_every: int = 100
+    sharpness_iters: int = 20
+    corpus_seed: int = 0
+
+
+def config(quick: bool) -> Config:
+    if quick:
+        return Config(vocab_size=32, steps=800, warmup_steps=40, seeds=2, record_every=40)
+    return Config()
+
+
+def corpora(cfg: Config) -> dict[str, lm.BigramCorpus]:
+    key = jax.random.key(cfg.corpus_seed)
+    mix = [(lm.deterministic(), 0.5), (lm.uniform(cfg.random_support), 0.5)]
+    return {
+        "main": lm.bigram_corpus(key, cfg.vocab_size, mix),
+        "ablation": lm.bigram_corpus(key, cfg.vocab_size, [(lm.uniform(cfg.ablation_support), 1)]),
+    }
+
+
+def schedule_set(cfg: Config, peak: float) -> dict[str, schedules.Schedule]:
+    span = cfg.steps // cfg.wsds_budgets
+    ends = [span * (i + 1) for i in range(cfg.wsds_budgets - 1)] + [cfg.steps]
+    warmup = cfg.warmup_steps
+    return {
+        "wsd": schedules.wsd(peak, cfg.steps, cfg.decay_fraction, warmup_steps=warmup),
+        "cosine": schedules.cosine(peak, cfg.steps, warmup_steps=warmup),
+        "wsd_s": schedules.wsd_s(peak, ends, cfg.decay_fraction, warmup_steps=warmup),
+    }
+
+
+def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
+    parts = []
+    for corpus_name, corpus in corpora(cfg).items():
+        model = lm.bigram_table(corpus, batch_size=cfg.batch_size)
+        for opt_name, peak in (("sgd", cfg.sgd_peak), ("adam", cfg.adam_peak)):
+            for schedule in schedule_set(cfg, peak).values():
+                ds = sweep(
+                    model,
+                    optimizers.by_name(opt_name),
+                    schedule,
+                    seeds=cfg.seeds,
+                    steps=cfg.steps,
+                    record_every=cfg.record_every,
+                    sharpness=cfg.sharpness_iters,
+                    progress=progress,
+                )
+                parts.append(ds.assign_coords(corpus=("run", [corpus_name] * ds.sizes["run"])))
+    # the ablation has one context class, the main corpus two: an outer join over classes
+    out = xr.concat(parts, dim="run", join="outer", combine_attrs="drop")
+    assert isinstance(out, xr.Dataset)
+    configs = [json.loads(p.attrs["config"]) for p in parts]
+    out.attrs = {
+        "entropy_floor": float(corpora(cfg)["main"].entropy_floor()),
+        "rivervalley_version": parts[0].attrs["rivervalley_version"],
+        "sweep_configs": json.dumps(configs, sort_keys=True),
+    }
+    return out
+
+
+def select(ds: xr.Dataset, **where: str) -> xr.Dataset:
+    """The runs whose coordinates equal the given values."""
+    mask = np.ones(ds.sizes["run"], bool)
+    for coord, value in where.items():
+        mask &= ds[coord].values == value
+    return ds.isel(run=np.flatnonzero(mask))
+
+
+def classes_of(ds: xr.Dataset) -> list[str]:
+    """Context classes present in these runs (the ablation has one, the main corpus two)."""
+    present = ds.class_excess.notnull().any(("run", "step")).values
+    return [str(c) for c, ok in zip(ds.context_class.values, present, strict=True) if ok]
+
+
+def summarize(ds: xr.Dataset, cfg: Config) -> dict:
+    """Per corpus and optimizer, for WSD: each class's mean excess loss at the end of warmup,
+    at the start of the decay and at the end; the share of the improvement from the end of warmup
+    that happens in the decay; and every schedule's final excess loss."""
+    decay_start = cfg.steps - round(cfg.decay_fraction * cfg.steps)
+    marks = {"warmup_end": cfg.warmup_steps, "decay_start": decay_start, "end": cfg.steps}
+    out: dict = {"steps": marks, "entropy_floor": ds.attrs.get("entropy_floor")}
+    for corpus in ("main", "ablation"):
+        for opt in ("sgd", "adam"):
+            runs = select(ds, corpus=corpus, optimizer=opt)
+            wsd = select(runs, schedule="wsd").mean("run")
+            entry: dict = {"classes": {}}
+            for cls in [*classes_of(runs), "all"]:
+                da = wsd.excess_loss if cls == "all" else wsd.class_excess.sel(context_class=cls)
+                at: dict[str, float | None] = {k: float(da.sel(step=s)) for k, s in marks.items()}
+                start, mid, end = (float(da.sel(step=s)) for s in marks.values())
+                at["decay_share"] = (mid - end) / (start - end) if start > end else None
+                entry["classes"][cls] = at
+            entry["final_excess"] = {
+                name: float(select(runs, schedule=name).excess_loss.isel(step=-1).mean())
+                for name in ("wsd", "cosine", "wsd_s")
+            }
+            out[f"{corpus}/{opt}"] = entry
+    return out
+
+
+def _schedule_bands(ax, runs: xr.Dataset, var: str, **sel) -> None:
+    for name in ("wsd", "cosine", "wsd_s"):
+        da = select(runs, schedule=name)[var]
+        band(
+            ax,
+            da.sel(**sel) if sel else da,
+            label=SCHEDULE_NAMES[name],
+            color=SCHEDULE_COLORS[name],
+        )
+
+
+def _figure(rows: int, cols: int):
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows), squeeze=False)
+    return fig, axes
+
+
+def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    main = select(ds, corpus="main")
+    opts = (("sgd", "SGD"), ("adam", "Adam"))
+    decay_start = cfg.steps - round(cfg.decay_fraction * cfg.steps)
+    paths = []
+
+    def finish(fig, axes, name, title):
+        for ax in axes.ravel():
+            ax.axvline(decay_start, color="gray", lw=0.6, ls=":")
+            ax.set_xlabel("step (updates); WSD decays after the dotted line")
+        axes[0, 0].legend(fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+
+    header = (
+        f"bigram table, V={cfg.vocab_size}, B={cfg.batch_size}: half deterministic, half "
+        f"uniform(k={cfg.random_support}); {cfg.seeds} seeds, bands: interquartile"
+    )
+    with plt.rc_context(STYLE):
+        fig, axes = _figure(2, 3)
+        for row, (opt, label) in enumerate(opts):
+            runs = select(main, optimizer=opt)
+            for ax, var in zip(axes[row], ("loss", "excess_loss", "hill_loss"), strict=True):
+                _schedule_bands(ax, runs, var)
+                ax.set_yscale("log")
+                ax.set_ylabel(f"{label}: {LABELS[var]}")
+            axes[row, 0].axhline(ds.attrs["entropy_floor"], color="k", lw=0.8, ls="--")
+            axes[row, 0].set_yscale("linear")
+            axes[row, 0].set_ylim(ds.attrs["entropy_floor"] * 0.95, None)
+        axes[0, 2].set_title("hill loss: relaxation split (rivervalley.decompose)", fontsize=9)
+        finish(fig, axes, "bigram_lm_loss", header + "\n(dashed: entropy floor H)")
+
+        classes = classes_of(main)
+        fig, axes = _figure(2, len(classes))
+        for row, (opt, label) in enumerate(opts):
+            runs = select(main, optimizer=opt)
+            for ax, cls in zip(axes[row], classes, strict=True):
+                _schedule_bands(ax, runs, "class_excess", context_class=cls)
+                ax.set_yscale("log")
+                ax.set_ylabel(f"{label}: {LABELS['class_excess']}")
+                ax.set_title(f"contexts {cls}", fontsize=9)
+        finish(fig, axes, "bigram_lm_classes", "excess loss by context class\n" + header)
+
+        fig, axes = _figure(1, 2)
+        for ax, (opt, label) in zip(axes[0], opts, strict=True):
+            _schedule_bands(ax, select(main, optimizer=opt), "sharpness")
+            ax.set_ylabel(f"{label}: {LABELS['sharpness']}")
+        finish(fig, axes, "bigram_lm_sharpness", f"sharpness (Lanczos, {cfg.sharpness_iters} it.)")
+
+        fig, axes = _figure(1, 2)
+        for ax, (opt, label) in zip(axes[0], opts, strict=True):
+            for corpus, ls in (("main", "-"), ("ablation", "--")):
+                runs = select(ds, corpus=corpus, optimizer=opt)
+                for name in ("wsd", "cosine"):
+                    mean = select(runs, schedule=name).excess_loss.mean("run")
+                    tag = f"{SCHEDULE_NAMES[name]}, {corpus}"
+                    ax.plot(mean.step, mean, ls=ls, color=SCHEDULE_COLORS[name], label=tag)
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{label}: {LABELS['excess_loss']}")
+        ablation = f"all contexts uniform(k={cfg.ablation_support})"
+        finish(fig, axes, "bigram_lm_ablation", f"ablation (dashed): {ablation}, same floor")
+
+    summary = summarize(ds, cfg)
+    path = out / "bigram_lm_summary.json"
+    path.write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return paths
+
+
+def main(argv=None) -> list[Path]:
+    return run_experiment(
+        "bigram_lm",
+        script=__file__,
+        config=config,
+        compute=compute,
+        plot=plot,
+        description=__doc__,
+        argv=argv,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+r"""Curvature of a loss ``f`` at a flat parameter vector ``w`` (shape ``(d,)``).
+
+``hvp(f, w, v) = H(w) v`` by forward-over-reverse differentiation (one ``jvp`` of ``grad f``,
+about the cost of two gradients); ``eigh`` is the exact eigendecomposition of the dense
+``d x d`` Hessian (small ``d`` only); ``lanczos`` runs ``m`` Lanczos iterations with full
+reorthogonalisation,
+
+.. math::
+
+    \beta_{j+1} q_{j+1} = H q_j - \alpha_j q_j - \beta_j q_{j-1}, \qquad
+    \alpha_j = q_j^\top H q_j,
+
+and returns the tridiagonal ``T_m`` whose eigenvalues (Ritz values) approximate the extreme
+eigenvalues of ``H``; ``top_eigenvalues`` returns the ``k`` largest.  Everything is traceable with
+a fixed number of iterations, so it runs inside ``jit``/``vmap``/``scan`` (e.g. to record the
+sharpness at every recorded step of a sweep).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from rivervalley import noise
+
+Loss = Callable[[jax.Array], jax.Array]
+
+
+def hvp(f: Loss, w: jax.Array, v: jax.Array) -> jax.Array:
+    """Hessian-vector product ``H(w) v``, shape ``(d,)``."""
+    return jax.jvp(jax.grad(f), (w,), (v,))[1]
+
+
+def hessian_matrix(f: Loss, w: jax.Array) -> jax.Array:
+    """The dense Hessian ``(d, d)``, symmetrised (``(H + H^T)/2``)."""
+    h = jax.hessian(f)(w)
+    return 0.5 * (h + h.T)
+
+
+def eigh(f: Loss, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Exact eigenvalues (ascending, ``(d,)``) and eigenvectors (columns, ``(d, d)``)."""
+    return jnp.linalg.eigh(hessian_matrix(f, w))
+
+
+def lanczos(
+    f: Loss, w: jax.Array, iters: int, start: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """``iters`` Lanczos iterations from ``start`` (default: a fixed Gaussian vector).
+
+    Returns the tridiagonal's diagonal ``alpha`` ``(m,)`` and off-diagonal ``beta`` ``(m - 1,)``.
+    After an exact breakdown (an invariant subspace found, ``beta ~ 0``) the remaining
+    iterations contribute zeros, which are spurious Ritz values at 0 and do not disturb the top
+    eigenvalues of a Hessian with a positive top eigenvalue."""
+    d = w.shape[0]
+    m = int(min(iters, d))
+    if start is None:
+        start = noise.normal(jax.random.key(0), (d,), w.dtype)
+    basis = jnp.zeros((m, d), w.dtype)
+    q = start / jnp.linalg.norm(start)
+    tiny = jnp.finfo(w.dtype).eps * 1e2
+
+    def body(j, carry):
+        basis, q, alphas, betas = carry
+        basis = basis.at[j].set(q)
+        hq = hvp(f, w, q)
+        alpha = q @ hq
+        r = hq - basis.T @ (basis @ hq)  # full reorthogonalisation (twice is enough)
+        r = r - basis.T @ (basis @ r)
+        beta = jnp.linalg.norm(r)
+        # breakdown: the residual is rounding noise relative to |H q| (scale-free, so a Hessian
+        # with tiny eigenvalues is not mistaken for an invariant subspace)
+        broke = beta <= tiny * jnp.linalg.norm(hq)
+        q_next = jnp.where(broke, 0.0, r / jnp.where(broke, 1.0, beta))
+        return basis, q_next, alphas.at[j].set(alpha), betas.at[j].set(jnp.where(broke, 0, beta))
+
+    init = (basis, q, jnp.zeros(m, w.dtype), jnp.zeros(m, w.dtype))
+    _, _, alphas, betas = jax.lax.fori_loop(0, m, body, init)
+    return alphas, betas[: m - 1]
+
+
+def tridiagonal_eigenvalues(alphas: jax.Array, betas: jax.Array) -> jax.Array:
+    """Eigenvalues (ascending) of the symmetric tridiagonal matrix with the given diagonals."""
+    t = jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
+    return jnp.linalg.eigvalsh(t)
+
+
+def top_eigenvalues(
+    f: Loss, w: jax.Array, k: int = 1, *, iters: int = 20, start: jax.Array | None = None
+) -> jax.Array:
+    """The ``k`` largest Hessian eigenvalues (descending, ``(k,)``) from ``iters`` Lanczos
+    iterations; exact once ``iters >= d``, and for well-separated top eigenvalues long before."""
+    ritz = tridiagonal_eigenvalues(*lanczos(f, w, iters, start))
+    return ritz[::-1][:k]
+
+
+def sharpness(f: Loss, w: jax.Array, *, iters: int = 20) -> jax.Array:
+    """The top Hessian eigenvalue ``lambda_max(H(w))`` (a scalar), by Lanczos."""
+    return top_eigenvalues(f, w, 1, iters=iters)[0]
