@@ -3,8 +3,18 @@ learning-rate schedules such as Warmup-Stable-Decay."""
 
 __version__ = "0.1.0"
 
-from rivervalley import landscapes, optimizers, schedules
+from rivervalley import decompose, hessian, landscapes, lm, optimizers, schedules
 from rivervalley.landscapes import Decomposition
 from rivervalley.runner import sweep
 
-__all__ = ["Decomposition", "__version__", "landscapes", "optimizers", "schedules", "sweep"]
+__all__ = [
+    "Decomposition",
+    "__version__",
+    "decompose",
+    "hessian",
+    "landscapes",
+    "lm",
+    "optimizers",
+    "schedules",
+    "sweep",
+]

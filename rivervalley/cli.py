@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = commands.add_parser(
         "bench", help="sweep runner vs per-run loop vs NumPy: run-steps/s, ratios, memory"
     )
-    bench.add_argument("--quick", action="store_true", help="two small workloads (~1 minute)")
+    bench.add_argument("--quick", action="store_true", help="three small workloads (~2 minutes)")
     bench.add_argument(
         "--out", type=Path, default=Path("outputs/bench"), help="folder for bench.json"
     )
