@@ -111,6 +111,7 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
         "entropy_floor": float(corpora(cfg)["main"].entropy_floor()),
         "rivervalley_version": parts[0].attrs["rivervalley_version"],
         "sweep_configs": json.dumps(configs, sort_keys=True),
+        "decomposition": parts[0].attrs["decomposition"],
     }
     return out
 

@@ -16,7 +16,8 @@ largest Hessian eigenvalue at the current point, so each step decreases the loss
 A direction of curvature ``lambda`` relaxes by the factor ``(1 - lambda/B)^K``: steep (hill)
 directions, ``lambda`` near ``B``, are removed; flat (river) directions, ``lambda << B / K``,
 barely move.  ``K`` therefore sets the curvature that separates hills from river (``~B/K``);
-``loss = river_loss + hill_loss`` holds exactly by construction.  The river coordinate is the
+``loss = river_loss + hill_loss`` holds by construction, to one rounding (``hill_loss`` is the
+floating-point difference, so adding it back may be off by one ulp).  The river coordinate is the
 norm of the river point: along the river of a cross-entropy loss the logits of determined
 tokens grow without bound.
 """

@@ -442,7 +442,11 @@ def _dataset(data, diverged_at, comps, index, seed_values, config, landscape) ->
         values = values[index[list(comps).index(cname)]]
         dims = ("run", *(f"{coord}_dim{i}" for i in range(values.ndim - 1)))
         coords[coord] = (dims, values)
-    attrs = {"rivervalley_version": __version__, "config": json.dumps(config, sort_keys=True)}
+    attrs = {
+        "rivervalley_version": __version__,
+        "config": json.dumps(config, sort_keys=True),
+        "decomposition": landscape.decomposition_method(),
+    }
     variables: dict[str, Any] = {}
     for k, v in data.items():
         if k in extra_dims:

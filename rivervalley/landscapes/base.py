@@ -64,6 +64,10 @@ class Landscape:
     def decompose(self, w: Any) -> Decomposition:
         raise NotImplementedError
 
+    def decomposition_method(self) -> str:
+        """One line saying how ``decompose`` defines the river point (stored with results)."""
+        return "analytic: the landscape's own river (see its docstring)"
+
     def observables(self, w: Any) -> dict[str, jax.Array]:
         """Extra quantities recorded next to the loss and its decomposition (default: none)."""
         del w

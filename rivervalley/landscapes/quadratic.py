@@ -63,6 +63,9 @@ class NoisyQuadratic(Landscape):
         """Index of the flattest coordinate (the river)."""
         return jnp.argmin(self.curvatures)
 
+    def decomposition_method(self) -> str:
+        return "analytic: the river is the flattest coordinate; the hills are the others"
+
     def decompose(self, w):
         per_dir = 0.5 * self.curvatures * w**2
         is_river = jnp.arange(w.shape[-1]) == self.river_index()

@@ -82,6 +82,9 @@ class RiverValley(Landscape):
         """Rest point of the hills, ``c(s) = b sin(omega s)``, shape ``(d-1,)``."""
         return self.amplitudes * jnp.sin(self.frequency * s)
 
+    def decomposition_method(self) -> str:
+        return "analytic: r(w) = (s, c(s)), the valley floor at the same river coordinate"
+
     def decompose(self, w):
         s, y = w[0], w[1:]
         dy = y - self.river_curve(s)

@@ -178,6 +178,9 @@ class BigramCorpus:
         cls = np.asarray(self.context_class)
         ok = (cls >= 0) & (cls < self.n_classes) & (cls == np.round(cls))
         require(ok, owner, "context_class", cls, f"class indices in [0, {self.n_classes})")
+        members = cls[..., :, None] == np.arange(self.n_classes)
+        weight = np.sum(pi[..., :, None] * members, axis=-2)
+        require(weight > 0, owner, "context_probs", weight, "positive on every context class")
         return self
 
 

@@ -115,6 +115,12 @@ class LanguageModel(Landscape):
     def decompose(self, w) -> Decomposition:
         return by_relaxation(self, w, steps=self.relax_steps)
 
+    def decomposition_method(self) -> str:
+        return (
+            f"relaxation (rivervalley.decompose): r(w) = {self.relax_steps} full-batch gradient "
+            "steps of size 1/B(w) on the population loss, B >= top Hessian eigenvalue"
+        )
+
     def observables(self, w) -> dict[str, jax.Array]:
         """``excess_loss`` ``L - H``; ``class_loss`` and ``class_excess`` (per context class:
         mean cross-entropy and mean KL to the truth, ``pi``-weighted, shape ``(n_classes,)``)."""
