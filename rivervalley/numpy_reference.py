@@ -11,6 +11,9 @@ of the JAX runner in the tests (for GD the two agree to float rounding).  It cov
     \partial_s L = -\sigma(-s) - \omega \cos(\omega s) \sum_j \lambda_j b_j (y_j - c_j(s)),
     \qquad \partial_{y_j} L = \lambda_j (y_j - c_j(s)),
 
+and, with ``curvature_growth`` ``kappa > 0``, hill curvatures ``lambda_j g(s)``,
+``g(s) = 1 + kappa softplus(s)``: then ``\partial_s L`` gains ``g'(s)/2 sum_j lambda_j (y_j -
+c_j(s))^2`` (``g' = kappa sigma(s)``) and the ``c'`` and ``y`` terms are multiplied by ``g(s)``;
 with GD, SGD (Gaussian noise of per-coordinate std ``noise_std``) and Adam (optax's defaults:
 ``b1 = 0.9``, ``b2 = 0.999``, ``eps = 1e-8``, bias-corrected), at the rates ``lrs[t]``.
 """
@@ -22,18 +25,23 @@ import numpy as np
 from rivervalley.landscapes.valley import RiverValley
 
 
-def _grad(w: np.ndarray, lam, b, omega) -> np.ndarray:
+def _grad(w: np.ndarray, lam, b, omega, kappa) -> np.ndarray:
     s, y = w[:, :1], w[:, 1:]
     dy = y - b * np.sin(omega * s)
-    g_s = -1.0 / (1.0 + np.exp(s)) - omega * np.cos(omega * s) * np.sum(
-        lam * b * dy, axis=1, keepdims=True
-    )
+    g_s = -1.0 / (1.0 + np.exp(s))
+    if kappa:  # growing hill curvature (a Python branch: kappa = 0 costs nothing extra)
+        growth = kappa / (1.0 + np.exp(-s))  # g'(s)
+        g_s = g_s + 0.5 * growth * np.sum(lam * dy**2, axis=1, keepdims=True)
+        lam = lam * (1.0 + kappa * np.logaddexp(0.0, s))  # lambda_j g(s)
+    g_s = g_s - omega * np.cos(omega * s) * np.sum(lam * b * dy, axis=1, keepdims=True)
     return np.concatenate([g_s, lam * dy], axis=1)
 
 
-def _loss(w: np.ndarray, lam, b, omega) -> np.ndarray:
+def _loss(w: np.ndarray, lam, b, omega, kappa) -> np.ndarray:
     s, y = w[:, 0], w[:, 1:]
     dy = y - b * np.sin(omega * s[:, None])
+    if kappa:
+        lam = lam * (1.0 + kappa * np.logaddexp(0.0, s[:, None]))
     return np.logaddexp(0.0, -s) + 0.5 * np.sum(lam * dy**2, axis=1)
 
 
@@ -54,12 +62,13 @@ def numpy_sweep(
         raise ValueError(f"optimizer: unknown name {optimizer!r}; allowed: gd, sgd, adam")
     lam, b = np.asarray(valley.curvatures, dtype), np.asarray(valley.amplitudes, dtype)
     omega, noise = dtype(valley.frequency), np.asarray(valley.noise_std, dtype)
+    kappa = dtype(valley.curvature_growth)
     w = np.tile(np.asarray(valley.start, dtype), (runs, 1))
     m, v = np.zeros_like(w), np.zeros_like(w)
     rng = np.random.default_rng(seed)
-    records = [_loss(w, lam, b, omega)]
+    records = [_loss(w, lam, b, omega, kappa)]
     for t, lr in enumerate(np.asarray(lrs, dtype)):
-        g = _grad(w, lam, b, omega)
+        g = _grad(w, lam, b, omega, kappa)
         if optimizer != "gd":
             g += noise * rng.standard_normal(w.shape, dtype=dtype)
         if optimizer == "adam":
@@ -71,5 +80,5 @@ def numpy_sweep(
         else:
             w -= lr * g
         if (t + 1) % record_every == 0:
-            records.append(_loss(w, lam, b, omega))
+            records.append(_loss(w, lam, b, omega, kappa))
     return np.stack(records, axis=1)
