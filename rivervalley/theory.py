@@ -17,6 +17,14 @@ so its mean and variance follow, *exactly* and for any schedule ``eta_t``,
 and the expected loss is ``E L_t = 1/2 sum_i lambda_i (m_i^2 + v_i)``.  Under a constant rate the
 variance converges (for ``0 < eta lambda < 2``) to ``eta sigma^2 / (lambda (2 - eta lambda))``,
 i.e. a stationary loss of ``eta sigma^2 / (2 (2 - eta lambda))`` per direction.
+
+Heavy-ball momentum (optax: ``m <- beta m + g``, ``w <- w - eta m``, ``m_0 = 0``) makes each
+coordinate a 2-D linear Gaussian system in ``x = (w, m)``, ``x' = A_t x + b_t xi``, whose mean and
+covariance also follow exact recursions (``heavy_ball_quadratic_moments``); its stationary
+covariance solves a discrete Lyapunov equation (``heavy_ball_stationary_cov``, closed form for
+``Var w`` in ``heavy_ball_stationary_var``).  ``hill_cliff`` predicts the hill part of the loss
+drop in a decay, ``noise_floor_slope`` its small-residual slope in ``eta sigma^2``, and
+``valley_stationary_hill_loss`` the first-order correction of the noise floor for a bent river.
 """
 
 from __future__ import annotations
@@ -71,3 +79,207 @@ def stationary_hill_loss(lr, curvature, noise_std):
     """Stationary expected loss of one quadratic direction under SGD at constant rate ``lr``:
     ``eta sigma^2 / (2 (2 - eta lambda))`` (requires ``0 < eta lambda < 2``)."""
     return lr * noise_std**2 / (2.0 * (2.0 - lr * curvature))
+
+
+# --- heavy-ball momentum ------------------------------------------------------------------------
+
+
+class HeavyBallMoments(NamedTuple):
+    r"""Exact moments of heavy-ball SGD on a quadratic, row ``t`` after ``t`` updates.
+
+    ``mean``, ``var``: mean and variance of the iterate ``w``, shape ``(T + 1, d)`` (so
+    ``expected_quadratic_loss`` accepts this tuple like a ``Moments``);
+    ``state_mean``: mean of the state ``x = (w, m)``, shape ``(T + 1, d, 2)``;
+    ``state_cov``: its covariance, shape ``(T + 1, d, 2, 2)`` (``state_cov[..., 0, 0] = var``).
+    """
+
+    mean: ArrayLike
+    var: ArrayLike
+    state_mean: ArrayLike
+    state_cov: ArrayLike
+
+
+def heavy_ball_matrices(lr, curvature, noise_std, momentum) -> tuple[jax.Array, jax.Array]:
+    r"""Transition of one coordinate of heavy-ball SGD, ``x' = A x + b xi`` with ``x = (w, m)``.
+
+    optax's ``sgd(lr, momentum=beta)`` (``optax.trace``, no Nesterov) on the gradient
+    ``g = lambda w + sigma xi`` is ``m' = beta m + g``, ``w' = w - eta m'``, i.e.
+
+    .. math::
+
+        A = \begin{pmatrix} 1 - \eta\lambda & -\eta\beta \\ \lambda & \beta \end{pmatrix},
+        \qquad b = \begin{pmatrix} -\eta\sigma \\ \sigma \end{pmatrix}.
+
+    All arguments broadcast together (shape ``S``); returns ``A`` of shape ``S + (2, 2)`` and
+    ``b`` of shape ``S + (2,)``.
+    """
+    eta, lam, sigma, beta = jnp.broadcast_arrays(
+        *(jnp.asarray(x) for x in (lr, curvature, noise_std, momentum))
+    )
+    row0 = jnp.stack([1.0 - eta * lam, -eta * beta], axis=-1)
+    row1 = jnp.stack([lam, beta], axis=-1)
+    return jnp.stack([row0, row1], axis=-2), jnp.stack([-eta * sigma, sigma], axis=-1)
+
+
+@jax.jit
+def heavy_ball_quadratic_moments(
+    curvatures, noise_std, mean0, var0, lrs, momentum
+) -> HeavyBallMoments:
+    r"""Exact mean and covariance of heavy-ball SGD on ``0.5 sum lambda_i w_i^2`` with additive
+    gradient noise of std ``noise_std`` (any zero-mean distribution), for the rates ``lrs``.
+
+    Per coordinate the state ``x = (w, m)`` follows ``x_{t+1} = A_t x_t + b_t xi_t``
+    (``heavy_ball_matrices`` at ``eta_t``), so, exactly and for any schedule,
+
+    .. math::
+
+        \mu_{t+1} = A_t \mu_t, \qquad C_{t+1} = A_t C_t A_t^\top + b_t b_t^\top,
+
+    from ``mu_0 = (mean0, 0)`` and ``C_0 = diag(var0, 0)`` (optax starts the momentum at 0).
+    ``curvatures``, ``noise_std``, ``mean0``, ``var0`` and ``momentum`` broadcast to shape
+    ``(d,)``; ``lrs`` has shape ``(T,)``.  Pure ``jnp`` (a ``lax.scan``), so ``jax.vmap`` batches
+    it over schedules, curvatures or momenta; compiled with ``jax.jit`` (once per argument shape
+    and dtype).  The covariance is symmetrised after every step (rounding would otherwise leave
+    it asymmetric by an ulp or so).  ``momentum = 0`` reproduces ``sgd_quadratic_moments``.
+    """
+    lam = jnp.asarray(curvatures)
+    dtype = jnp.result_type(lam, float)
+    lam = lam.astype(dtype)
+    shape = lam.shape
+    sigma = jnp.broadcast_to(jnp.asarray(noise_std, dtype), shape)
+    beta = jnp.broadcast_to(jnp.asarray(momentum, dtype), shape)
+    m0 = jnp.broadcast_to(jnp.asarray(mean0, dtype), shape)
+    v0 = jnp.broadcast_to(jnp.asarray(var0, dtype), shape)
+    mu0 = jnp.stack([m0, jnp.zeros_like(m0)], axis=-1)
+    zero = jnp.zeros_like(v0)
+    c0 = jnp.stack([jnp.stack([v0, zero], -1), jnp.stack([zero, zero], -1)], -2)
+
+    def step(carry, lr):
+        mu, cov = carry
+        a, b = heavy_ball_matrices(lr, lam, sigma, beta)
+        mu = jnp.einsum("...ij,...j->...i", a, mu)
+        cov = jnp.einsum("...ij,...jk,...lk->...il", a, cov, a) + b[..., :, None] * b[..., None, :]
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+        return (mu, cov), (mu, cov)
+
+    _, (mus, covs) = jax.lax.scan(step, (mu0, c0), jnp.asarray(lrs, dtype))
+    mus = jnp.concatenate([mu0[None], mus])
+    covs = jnp.concatenate([c0[None], covs])
+    return HeavyBallMoments(mus[..., 0], covs[..., 0, 0], mus, covs)
+
+
+@jax.jit
+def heavy_ball_stationary_cov(lr, curvature, noise_std, momentum) -> jax.Array:
+    r"""Stationary covariance of ``(w, m)`` under a constant rate: the solution of the discrete
+    Lyapunov equation ``C = A C A^T + b b^T``, i.e. ``vec C = (I - A (x) A)^{-1} vec(b b^T)``.
+
+    Exists iff ``A``'s spectral radius is below 1, i.e. ``0 <= beta < 1`` and
+    ``0 < eta lambda < 2 (1 + beta)``.  Arguments broadcast (shape ``S``); returns ``S + (2, 2)``.
+    """
+    a, b = heavy_ball_matrices(lr, curvature, noise_std, momentum)
+    kron = a[..., :, None, :, None] * a[..., None, :, None, :]  # [i, k, j, l] = A_ij A_kl
+    kron = kron.reshape((*a.shape[:-2], 4, 4))
+    rhs = (b[..., :, None] * b[..., None, :]).reshape((*b.shape[:-1], 4))
+    vec = jnp.linalg.solve(jnp.eye(4, dtype=kron.dtype) - kron, rhs[..., None])[..., 0]
+    return vec.reshape((*b.shape[:-1], 2, 2))
+
+
+def heavy_ball_stationary_var(lr, curvature, noise_std, momentum):
+    r"""Stationary variance of ``w`` for heavy ball at constant rate (closed form).
+
+    Eliminating ``m`` gives the AR(2) process ``w_{t+1} = (1 + beta - eta lambda) w_t
+    - beta w_{t-1} - eta sigma xi_t``, whose variance is
+
+    .. math::
+
+        \operatorname{Var} w = \frac{(1 + \beta)\, \eta \sigma^2}
+        {(1 - \beta)\, \lambda\, \bigl(2 (1 + \beta) - \eta \lambda\bigr)}
+
+    (``beta = 0``: ``eta sigma^2 / (lambda (2 - eta lambda))``; for small ``eta lambda`` the
+    effective rate is ``eta / (1 - beta)``).  Requires ``0 <= beta < 1``,
+    ``0 < eta lambda < 2 (1 + beta)``.
+    """
+    beta = momentum
+    denom = (1.0 - beta) * curvature * (2.0 * (1.0 + beta) - lr * curvature)
+    return (1.0 + beta) * lr * noise_std**2 / denom
+
+
+def heavy_ball_stationary_loss(lr, curvature, noise_std, momentum):
+    r"""Stationary expected loss of one quadratic direction under heavy ball at constant rate:
+    ``lambda/2 Var w = (1 + beta) eta sigma^2 / (2 (1 - beta) (2 (1 + beta) - eta lambda))``."""
+    return 0.5 * curvature * heavy_ball_stationary_var(lr, curvature, noise_std, momentum)
+
+
+# --- the noise floor and the cliff of a decay ---------------------------------------------------
+
+
+def noise_floor_slope(lr, curvatures):
+    r"""``d(stationary hill loss) / d(eta sigma^2)`` for SGD at constant rate with the same noise
+    variance ``sigma^2`` on every hill: ``sum_j 1 / (2 (2 - eta lambda_j))`` (``1/4`` per hill
+    direction for small ``eta lambda``).  ``curvatures``: the hills' curvatures, shape ``(h,)``."""
+    lam = jnp.asarray(curvatures)
+    return jnp.sum(1.0 / (2.0 * (2.0 - jnp.asarray(lr)[..., None] * lam)), axis=-1)
+
+
+class HillCliff(NamedTuple):
+    """Expected hill loss before and after a decay, and the drop between them (all shape ``()``,
+    or the batch shape of the inputs)."""
+
+    stationary: jax.Array
+    residual: jax.Array
+    cliff: jax.Array
+
+
+@jax.jit
+def hill_cliff(curvatures, noise_std, stable_lr, decay_lrs) -> HillCliff:
+    r"""The hill part of the loss drop in a decay ("the cliff"), for SGD on quadratic hills.
+
+    Assumes each hill ``j`` (curvature ``lambda_j``, noise std ``sigma_j``; shape ``(h,)``) is
+    stationary at the rate ``eta_0 = stable_lr`` when the decay starts (mean 0, variance
+    ``eta_0 sigma_j^2 / (lambda_j (2 - eta_0 lambda_j))``), then propagates the variance exactly
+    through the rates of the decay's updates ``decay_lrs`` (shape ``(D,)``) with
+    ``v <- (1 - eta lambda)^2 v + eta^2 sigma^2``:
+
+    .. math::
+
+        \text{cliff} = \sum_j \tfrac{\lambda_j}{2} \bigl(v_j^{\text{stat}} - v_{j,D}\bigr)
+        = \sum_j \frac{\eta_0 \sigma_j^2}{2 (2 - \eta_0 \lambda_j)} - \text{residual}.
+
+    Both terms are proportional to ``sigma^2``; the residual (the hill loss the decay leaves
+    behind) is small when the decay is long compared with the hills' relaxation time
+    ``1 / (eta lambda)``.  Returns ``HillCliff(stationary, residual, cliff)``, scalars.
+    Compiled with ``jax.jit``; ``jax.vmap`` batches it over noise levels or rates.
+    """
+    lam = jnp.asarray(curvatures)
+    lrs = jnp.asarray(decay_lrs, dtype=jnp.result_type(lam, float))
+    sigma = jnp.broadcast_to(jnp.asarray(noise_std), lam.shape)
+    v_stat = stable_lr * sigma**2 / (lam * (2.0 - stable_lr * lam))
+    moments = sgd_quadratic_moments(lam, sigma, 0.0, v_stat, lrs)
+    stationary = 0.5 * jnp.sum(lam * v_stat)
+    residual = 0.5 * jnp.sum(lam * jnp.asarray(moments.var)[-1])
+    return HillCliff(stationary, residual, stationary - residual)
+
+
+def valley_stationary_hill_loss(lr, curvature, noise_std_hill, noise_std_river, river_slope):
+    r"""Stationary hill loss of SGD on a bent river valley with one hill, to first order in the
+    rate, at a river point where the floor ``c(s)`` has slope ``c'(s)`` (``RiverValley``'s
+    ``L = f(s) + a/2 (y - c(s))^2``).
+
+    The hill displacement ``u = y - c(s)`` moves as
+    ``u' = (1 - eta a (1 + c'^2)) u - eta (sigma_y xi_y - c' sigma_s xi_s) + eta c' f'(s)`` (the
+    river step drags the floor along), so it feels the curvature ``a (1 + c'^2)`` and the noise
+    variance ``sigma_y^2 + c'^2 sigma_s^2``; neglecting the drift ``c' f'`` (small once the river
+    loss is small) and the floor's curvature ``c''`` (a second-order effect),
+
+    .. math::
+
+        \tfrac{a}{2} \operatorname{Var} u = \frac{\eta (\sigma_y^2 + c'^2 \sigma_s^2)}
+        {2 (1 + c'^2) \bigl(2 - \eta a (1 + c'^2)\bigr)},
+
+    which for a straight river (``c' = 0``) is ``stationary_hill_loss`` and for isotropic noise is
+    ``eta sigma^2 / (2 (2 - eta a (1 + c'^2)))``.  Arguments broadcast.
+    """
+    slope_sq = jnp.asarray(river_slope) ** 2
+    noise_var = jnp.asarray(noise_std_hill) ** 2 + slope_sq * jnp.asarray(noise_std_river) ** 2
+    stiff = curvature * (1.0 + slope_sq)
+    return lr * noise_var / (2.0 * (1.0 + slope_sq) * (2.0 - lr * stiff))

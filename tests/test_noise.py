@@ -45,3 +45,14 @@ def test_same_key_same_numbers_and_shape_dtype():
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, noise.normal(jax.random.key(6), (3, 4)))
     assert np.all(np.isfinite(np.asarray(noise.normal(jax.random.key(7), (100_000,)))))
+
+
+def test_extreme_words_map_strictly_inside_the_unit_interval():
+    """The largest and smallest 32-bit words give u in (0, 1) and finite normals (a 24-bit grid
+    rounded its top value to 1.0, i.e. an infinite normal about once in 2^24 numbers)."""
+    words = jnp.asarray([0, 1, 2**9 - 1, 2**32 - 2**9, 2**32 - 1], dtype=jnp.uint32)
+    u = noise.bits_to_unit(words)
+    assert bool(jnp.all((u > 0) & (u < 1)))
+    np.testing.assert_array_equal(np.asarray(u[:3]), np.float32(0.5 * 2.0**-23))
+    xi = np.sqrt(2.0) * jax.lax.erf_inv(2.0 * u - 1.0)
+    assert bool(jnp.all(jnp.isfinite(xi))) and float(jnp.max(jnp.abs(xi))) > 5.0
