@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from rivervalley import results
 
@@ -20,6 +21,7 @@ def run_to_completion(out):
     return results.load(out / "demo_quick.nc"), done.stderr
 
 
+@pytest.mark.slow  # ~1 min; test_faults kills and resumes a sweep subprocess in the default suite
 def test_killed_demo_resumes_to_the_same_result(tmp_path):
     killed_out = tmp_path / "killed"
     proc = subprocess.Popen([*COMMAND, str(killed_out)], stdout=subprocess.DEVNULL)
