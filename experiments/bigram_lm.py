@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from rivervalley import lm, optimizers, schedules
-from rivervalley.experiment import run_experiment
+from rivervalley.experiment import main_for, write_summary
 from rivervalley.plotting import LABELS, SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, band
 from rivervalley.runner import sweep
 
@@ -241,22 +241,11 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         finish(fig, axes, "bigram_lm_ablation", f"ablation (dashed): {ablation}, same floor")
 
     summary = summarize(ds, cfg)
-    path = out / "bigram_lm_summary.json"
-    path.write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    write_summary(out / "bigram_lm_summary.json", summary)
     return paths
 
 
-def main(argv=None) -> list[Path]:
-    return run_experiment(
-        "bigram_lm",
-        script=__file__,
-        config=config,
-        compute=compute,
-        plot=plot,
-        description=__doc__,
-        argv=argv,
-    )
+main = main_for(__name__, "bigram_lm")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Runtime: ~15 s on 2 cores (``--quick``: ~10 s; compilation and plotting dominate
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
@@ -43,7 +42,7 @@ import numpy as np
 import xarray as xr
 
 from rivervalley import optimizers, schedules
-from rivervalley.experiment import run_experiment
+from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import RiverValley, toy
 from rivervalley.plotting import LABELS, STYLE
 from rivervalley.runner import sweep
@@ -404,22 +403,11 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     summary = summarize(ds, cfg)
     with plt.rc_context(STYLE):
         paths = [plot_constant(ds, cfg, summary, out), plot_wsd(ds, cfg, out)]
-    path = out / "edge_of_stability_summary.json"
-    path.write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    write_summary(out / "edge_of_stability_summary.json", summary)
     return paths
 
 
-def main(argv=None) -> list[Path]:
-    return run_experiment(
-        "edge_of_stability",
-        script=__file__,
-        config=config,
-        compute=compute,
-        plot=plot,
-        description=__doc__,
-        argv=argv,
-    )
+main = main_for(__name__, "edge_of_stability")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import xarray as xr
 
 from rivervalley import optimizers, schedules, theory
 from rivervalley._pytree import array_field, as_float, pytree_dataclass
-from rivervalley.experiment import run_experiment
+from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import noisy_quadratic
 from rivervalley.plotting import SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE
 from rivervalley.runner import sweep
@@ -360,7 +360,7 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         paths.append(path)
 
     summary = summarize(ds, cfg)
-    (out / "exact_moments_summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out / "exact_moments_summary.json", summary, echo=False)
     print(
         f"max |z| (MC vs exact) over {summary['comparisons']} comparisons: "
         + ", ".join(f"{k} {v:.2f}" for k, v in summary["max_abs_z"].items())
@@ -369,16 +369,7 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     return paths
 
 
-def main(argv=None) -> list[Path]:
-    return run_experiment(
-        "exact_moments",
-        script=__file__,
-        config=config,
-        compute=compute,
-        plot=plot,
-        description=__doc__,
-        argv=argv,
-    )
+main = main_for(__name__, "exact_moments")
 
 
 if __name__ == "__main__":

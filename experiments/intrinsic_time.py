@@ -33,7 +33,6 @@ Runtime: ~30 s of CPU on 2 cores, 1.1 GB of memory (``--quick``: ~12 s).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import ClassVar
@@ -47,7 +46,7 @@ from matplotlib.ticker import LogFormatter
 
 from rivervalley import flow, optimizers, schedules
 from rivervalley._pytree import array_field, as_float, pytree_dataclass
-from rivervalley.experiment import run_experiment
+from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import RiverValley, toy
 from rivervalley.plotting import LABELS, SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE
 from rivervalley.runner import sweep
@@ -742,22 +741,12 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     runs = runs_view(ds)
     figures = [plot_collapse(runs, cfg, out), plot_deviation(runs, cfg, out)]
-    summary = out / "intrinsic_time_summary.json"
-    summary.write_text(json.dumps(summarize(ds, cfg), indent=1) + "\n")
+    summary = write_summary(out / "intrinsic_time_summary.json", summarize(ds, cfg), echo=False)
     print(f"summary written to {summary.resolve()}")
     return figures
 
 
-def main(argv=None) -> list[Path]:
-    return run_experiment(
-        "intrinsic_time",
-        script=__file__,
-        config=config,
-        compute=compute,
-        plot=plot,
-        description=__doc__,
-        argv=argv,
-    )
+main = main_for(__name__, "intrinsic_time")
 
 
 if __name__ == "__main__":

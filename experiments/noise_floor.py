@@ -68,7 +68,7 @@ from matplotlib.ticker import NullFormatter
 
 from rivervalley import optimizers, schedules, theory
 from rivervalley._pytree import as_float
-from rivervalley.experiment import run_experiment
+from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import toy
 from rivervalley.plotting import STYLE
 from rivervalley.runner import sweep
@@ -456,7 +456,7 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     path = out / "noise_floor.png"
     fig.savefig(path)
     plt.close(fig)
-    (out / "noise_floor_summary.json").write_text(json.dumps(summary, indent=2))
+    write_summary(out / "noise_floor_summary.json", summary, echo=False)
     for _, name in starts:
         e = summary[name]
         fit = e["cliff_slope"]
@@ -472,16 +472,7 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     return [path]
 
 
-def main(argv=None) -> list[Path]:
-    return run_experiment(
-        "noise_floor",
-        script=__file__,
-        config=config,
-        compute=compute,
-        plot=plot,
-        description=__doc__,
-        argv=argv,
-    )
+main = main_for(__name__, "noise_floor")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from rivervalley import optimizers, schedules
-from rivervalley.experiment import run_experiment
+from rivervalley.experiment import main_for
 from rivervalley.landscapes import toy
 from rivervalley.plotting import LABELS, STYLE
 from rivervalley.runner import sweep
@@ -109,16 +109,7 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     return [path]
 
 
-def main(argv=None) -> list[Path]:
-    return run_experiment(
-        "toy_valley",
-        script=__file__,
-        config=config,
-        compute=compute,
-        plot=plot,
-        description=__doc__,
-        argv=argv,
-    )
+main = main_for(__name__, "toy_valley")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,3 +58,32 @@ def run_experiment(
     for figure in figures:
         print(f"figure written to {figure.resolve()}")
     return figures
+
+
+def main_for(module_name: str, name: str) -> Callable[..., list[Path]]:
+    """The ``main(argv)`` of the experiment script ``module_name`` (pass ``__name__``): runs
+    ``run_experiment(name, ...)`` with the module's ``config``, ``compute``, ``plot`` and
+    docstring, looked up at call time (so a test may replace ``compute``)."""
+
+    def main(argv: Sequence[str] | None = None) -> list[Path]:
+        module = sys.modules[module_name]
+        return run_experiment(
+            name,
+            script=module.__file__ or name,
+            config=module.config,
+            compute=module.compute,
+            plot=module.plot,
+            description=module.__doc__,
+            argv=argv,
+        )
+
+    return main
+
+
+def write_summary(path: Path, summary: Any, *, echo: bool = True) -> Path:
+    """Write an experiment's measured summary as indented JSON (and print it)."""
+    text = json.dumps(summary, indent=2)
+    path.write_text(text + "\n")
+    if echo:
+        print(text)
+    return path
