@@ -14,9 +14,10 @@ expected loss is ``1/2 sum_i lambda_i (m_i^2 + v_i)``.
 ``sweep`` runs ``seeds`` Monte-Carlo runs of SGD (``beta = 0``) and SGD with momentum ``beta``
 under WSD, cosine and WSD-S in *one* compiled program: the optimizer is heavy ball batched over
 ``beta in {0, beta}`` (with ``beta = 0``, ``m = 0 m + g = g`` bit for bit, i.e. plain SGD), and
-each schedule's rates are tabulated per step (``Tabulated``, checked equal to the schedule's own
-rates) so the three schedules form one batch.  The dataset keeps per-step Monte-Carlo statistics
-(mean, variance, quantiles of the loss and of every coordinate) next to the exact moments.
+each schedule's rates are tabulated per step (``schedules.tabulated``, checked equal to the
+schedule's own rates) so the three schedules form one batch.  The dataset keeps per-step
+Monte-Carlo statistics (mean, variance, quantiles of the loss and of every coordinate) next to
+the exact moments.
 
 Figures: ``exact_moments_loss`` (MC mean loss and its 5-95% sample quantiles, exact ``E L``),
 ``exact_moments_iterates`` (river and top-hill coordinates: MC mean and 2.5-97.5% sample
@@ -36,7 +37,6 @@ import dataclasses
 import json
 import statistics
 from pathlib import Path
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +45,11 @@ import numpy as np
 import xarray as xr
 
 from rivervalley import optimizers, schedules, theory
-from rivervalley._pytree import array_field, as_float, pytree_dataclass
+from rivervalley._pytree import as_float
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import noisy_quadratic
 from rivervalley.plotting import SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE
 from rivervalley.runner import sweep
-from rivervalley.validation import require
 
 SCHEDULES = ("wsd", "cosine", "wsd_s")
 OPTIMIZERS = ("sgd", "momentum")
@@ -77,34 +76,6 @@ def config(quick: bool) -> Config:
     if quick:
         return Config(steps=300, warmup_steps=15, seeds=1024, record_every=3)
     return Config()
-
-
-@pytree_dataclass
-class Tabulated(schedules.Schedule):
-    """``eta(t) = rates[t]`` (clipped to the table): any schedule, tabulated, so that schedules
-    of different kinds can share one batch (and one compiled program) in ``sweep``."""
-
-    kind: ClassVar[str] = "tabulated"
-    rates: jax.Array = array_field(ndim=1)
-
-    def _validate_fields(self, steps):
-        if steps is not None:
-            length = np.shape(self.rates)[-1]
-            require(length >= steps, self.kind, "rates", length, f">= {steps} entries")
-
-    def body(self, t):
-        index = jnp.clip(t.astype(jnp.int32), 0, self.rates.shape[-1] - 1)
-        return self.rates[index]
-
-
-def tabulated(rates) -> Tabulated:
-    rates = np.asarray(rates, dtype=np.float32)
-    return Tabulated(
-        peak=as_float(rates.max()),
-        warmup_steps=as_float(0.0),
-        final=as_float(rates.min()),
-        rates=as_float(rates),
-    ).validate()
 
 
 def schedule_set(cfg: Config) -> dict[str, schedules.Schedule]:
@@ -163,7 +134,7 @@ def exact(cfg: Config, rates: np.ndarray) -> dict[str, np.ndarray]:
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
     table = rate_table(cfg)
-    batch = schedules.stack([tabulated(r) for r in table])
+    batch = schedules.stack([schedules.tabulated(r) for r in table])
     check = np.asarray(
         jax.jit(jax.vmap(_rates, in_axes=(0, None)))(batch, jnp.arange(cfg.steps + 1))
     )

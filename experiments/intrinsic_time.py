@@ -15,7 +15,7 @@ last 20%), linear decay and cosine, each at several peak rates, every run given 
 intrinsic-time budget* ``tau_budget``: its budget ``T`` steps is chosen so that
 ``sum_{t<T} eta_t ~ tau_budget`` (a constant rate runs ``tau_budget / peak`` steps, a linear or
 cosine decay twice as many), after which its rate is 0.  All runs are one ``sweep`` (one
-compilation): the schedules are tabulated (``Tabulated``: the rates of the library's own
+compilation): the schedules are tabulated (``schedules.tabulated``: the rates of the library's own
 ``schedules.constant/wsd/linear/cosine``, checked equal) and GD is SGD on a landscape with zero
 gradient noise (exactly GD: the noise term is ``0 * xi``).  GD runs on valleys of several bend
 amplitudes ``b`` (at ``omega = 1``) and frequencies ``omega`` (at ``b = 0.3``); SGD (isotropic
@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -45,29 +44,10 @@ import xarray as xr
 from matplotlib.ticker import LogFormatter
 
 from rivervalley import flow, optimizers, schedules
-from rivervalley._pytree import array_field, as_float, pytree_dataclass
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import RiverValley, toy
 from rivervalley.plotting import LABELS, SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE
 from rivervalley.runner import sweep
-from rivervalley.validation import at_least
-
-
-@pytree_dataclass
-class Tabulated(schedules.Schedule):
-    """``eta(t) = rates[t]`` for ``t < len(rates)``, then ``final``: any schedule as a table, so
-    schedules of different kinds batch into one sweep (one compilation)."""
-
-    kind: ClassVar[str] = "tabulated"
-    rates: jax.Array = array_field(ndim=1)
-
-    def _validate_fields(self, steps):
-        at_least(self.kind, "rates", self.rates, 0.0)
-
-    def body(self, t):
-        n = self.rates.shape[-1]
-        i = jnp.clip(t.astype(jnp.int32), 0, n - 1)
-        return jnp.where(t < n, self.rates[i], self.final).astype(t.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,12 +160,7 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
     steps = math.ceil(max(totals) / cfg.record_every) * cfg.record_every
     table = rate_table(cfg, cases, steps)
     sched = stack(
-        [
-            Tabulated(
-                peak=as_float(p), warmup_steps=as_float(0), final=as_float(0), rates=as_float(r)
-            )
-            for (_, p), r in zip(cases, table, strict=True)
-        ]
+        [schedules.tabulated(r, final=0.0, peak=p) for (_, p), r in zip(cases, table, strict=True)]
     ).validate(steps)
     t = jnp.arange(steps)
     np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(lambda s: s(t)))(sched)), table)

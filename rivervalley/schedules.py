@@ -293,6 +293,25 @@ class CyclicCosine(Schedule):
         return decay(t, start, end, self.peak, self.final, "cosine")
 
 
+@pytree_dataclass
+class Tabulated(Schedule):
+    """``eta_t = rates[t]`` for ``t < len(rates)``, then ``final``: any sequence of rates as a
+    schedule.  Schedules of different kinds tabulated to one length stack into one batch, so a
+    single compiled sweep runs them all.  ``peak`` is a label here (the rates are used as
+    given); build it with ``tabulated``."""
+
+    kind: ClassVar[str] = "tabulated"
+    rates: jax.Array = array_field(ndim=1)
+
+    def _validate_fields(self, steps):
+        at_least(self.kind, "rates", self.rates, 0.0)
+
+    def body(self, t):
+        n = self.rates.shape[-1]
+        index = jnp.clip(t.astype(jnp.int32), 0, n - 1)
+        return jnp.where(t < n, self.rates[index], self.final).astype(t.dtype)
+
+
 def _common(peak, warmup_steps, final) -> dict[str, jax.Array]:
     return {
         "peak": as_float(peak),
@@ -347,6 +366,19 @@ def wsd_s(
         decay_fraction=as_float(decay_fraction),
         rewarmup_steps=as_float(rewarmup_steps),
         shape=shape,
+    ).validate()
+
+
+def tabulated(rates, *, final=None, peak=None) -> Tabulated:
+    """The schedule ``eta_t = rates[t]`` (then ``final``, default the last rate); ``peak``
+    (default the largest rate) labels it, e.g. as the swept coordinate of a batch."""
+    table = np.asarray(rates, dtype=float)
+    require(table.ndim >= 1 and table.shape[-1] >= 1, "tabulated", "rates", table, "non-empty")
+    return Tabulated(
+        **_common(
+            table.max() if peak is None else peak, 0.0, table[..., -1] if final is None else final
+        ),
+        rates=as_float(table),
     ).validate()
 
 

@@ -781,3 +781,20 @@ def test_jit_equals_eager(kind):
             float(s(t)), float(_jitted(s, "call")(s, t)), rtol=1e-6, atol=1e-7
         )
         np.testing.assert_allclose(float(s(t)), jitted[2 * t], rtol=1e-6, atol=1e-7)
+
+
+def test_tabulated_replays_any_schedule_then_holds_final():
+    """A table of another schedule's rates gives exactly those rates, then ``final``; tables of
+    schedules of different kinds stack into one batch."""
+    steps = 50
+    t = jnp.arange(steps + 10)
+    kinds = [schedules.wsd(0.3, steps, 0.4, warmup_steps=5), schedules.cosine(0.2, steps)]
+    tables = [np.asarray(jax.vmap(s)(jnp.arange(steps))) for s in kinds]
+    batch = schedules.stack([schedules.tabulated(r, final=0.01) for r in tables])
+    got = np.asarray(jax.vmap(lambda s: jax.vmap(s)(t))(batch))
+    np.testing.assert_array_equal(got[:, :steps], np.stack(tables))
+    np.testing.assert_array_equal(got[:, steps:], np.float32(0.01))
+    assert float(schedules.tabulated([0.1, 0.5, 0.2]).peak) == np.float32(0.5)
+    assert float(schedules.tabulated([0.1, 0.5, 0.2])(7)) == np.float32(0.2)
+    with pytest.raises(ValueError, match=r"tabulated\.rates"):
+        schedules.tabulated([-0.5, 0.1])
