@@ -87,7 +87,8 @@ def schedule_set(cfg: Config, peak: float) -> dict[str, schedules.Schedule]:
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
     parts = []
-    for corpus_name, corpus in corpora(cfg).items():
+    corpus_set = corpora(cfg)
+    for corpus_name, corpus in corpus_set.items():
         model = lm.bigram_table(corpus, batch_size=cfg.batch_size)
         for opt_name in cfg.optimizers:
             peak = {"sgd": cfg.sgd_peak, "adam": cfg.adam_peak}[opt_name]
@@ -108,7 +109,7 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
     assert isinstance(out, xr.Dataset)
     configs = [json.loads(p.attrs["config"]) for p in parts]
     out.attrs = {
-        "entropy_floor": float(corpora(cfg)["main"].entropy_floor()),
+        "entropy_floor": float(corpus_set["main"].entropy_floor()),
         "rivervalley_version": parts[0].attrs["rivervalley_version"],
         "sweep_configs": json.dumps(configs, sort_keys=True),
         "decomposition": parts[0].attrs["decomposition"],

@@ -554,24 +554,16 @@ def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> Path:
             for kind in cfg.kinds:
                 r = select(gd, amplitude=b, frequency=1.0, kind=kind)
                 order = np.argsort(r.peak.values)
-                a_peak.plot(
-                    r.peak.values[order],
-                    r.max_floor.values[order],
-                    color=SCHEDULE_COLORS[kind],
-                    marker=markers[b],
-                    ls=lines[b],
-                    lw=1,
-                    ms=4,
-                )
-                a_end.plot(
-                    r.peak.values[order],
-                    r.end_floor.values[order],
-                    color=SCHEDULE_COLORS[kind],
-                    marker=markers[b],
-                    ls=lines[b],
-                    lw=1,
-                    ms=4,
-                )
+                for ax, gap in ((a_peak, r.max_floor), (a_end, r.end_floor)):
+                    ax.plot(
+                        r.peak.values[order],
+                        gap.values[order],
+                        color=SCHEDULE_COLORS[kind],
+                        marker=markers[b],
+                        ls=lines[b],
+                        lw=1,
+                        ms=4,
+                    )
         bounds = euler_bounds(runs)
         a_peak.plot(
             peaks,

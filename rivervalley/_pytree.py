@@ -45,9 +45,9 @@ def child_field(**kwargs: Any) -> Any:
 def _convert_sequences(self: Any) -> None:
     """Turn list/tuple values of array fields into float arrays (other leaves are kept as given,
     so tracers and ``vmap`` axis specs pass through unchanged)."""
-    for name in array_fields(self):
+    for name, ndim in array_fields(self).items():
         value = getattr(self, name)
-        if isinstance(value, list | tuple) and array_fields(self)[name] is not None:
+        if isinstance(value, list | tuple) and ndim is not None:
             object.__setattr__(self, name, as_float(value))
 
 

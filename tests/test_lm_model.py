@@ -349,6 +349,20 @@ def _mc_z_scores(samples: np.ndarray, exact: np.ndarray) -> tuple[np.ndarray, np
 
 
 @pytest.mark.parametrize("kind", ["table", "factorized"])
+def test_stochastic_gradient_is_autodiff_of_the_minibatch_loss(kind):
+    """The hand-written chain rule ``(softmax - onehot) / B`` through the logits equals
+    ``jax.grad`` of ``batch_loss`` on the very minibatch the key draws (float32 rounding: a
+    few eps relative to the largest entry)."""
+    model = _model(kind)
+    w = jnp.asarray(_points(model, scales=(0.7,), seed=5)[0])
+    for seed in range(3):
+        key = jax.random.key(seed)
+        got = np.asarray(model.stochastic_grad(w, key))
+        expected = np.asarray(jax.grad(model.batch_loss)(w, *model.sample(key)))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=8 * EPS32 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("kind", ["table", "factorized"])
 def test_stochastic_gradient_is_unbiased(kind):
     model = _model(kind)
     pi, P, _ = _truth(model)
