@@ -123,9 +123,9 @@ def linear_scaling_ratio(lr, curvature, factor):
 
     .. math::
 
-        rac{k\eta \sigma^2 / (2 k B (2 - k\eta\lambda))}{\eta\sigma^2 / (2 B (2 - \eta\lambda))}
-        = rac{2 - \eta\lambda}{2 - k\eta\lambda}
-        = 1 + rac{(k - 1)\,\eta\lambda}{2} + Oigl((k\eta\lambda)^2igr),
+        \frac{k\eta \sigma^2 / (2 k B (2 - k\eta\lambda))}{\eta\sigma^2 / (2 B (2 - \eta\lambda))}
+        = \frac{2 - \eta\lambda}{2 - k\eta\lambda}
+        = 1 + \frac{(k - 1)\,\eta\lambda}{2} + O\bigl((k\eta\lambda)^2\bigr),
 
     independent of ``sigma`` and ``B``: 1 only as ``eta lambda -> 0``, and unbounded as
     ``k eta lambda -> 2`` (requires ``0 < k eta lambda < 2``).  Arguments broadcast."""
