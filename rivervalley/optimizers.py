@@ -45,7 +45,10 @@ warmup_steps=...)`` (warmup, then constant); the averaging in ``x`` replaces the
 **Iterate averaging** (``Optimizer.with_averaging``) adds, on top of any family, an exponential
 moving average and/or a uniform window average of the reported iterate ``p_t`` (the params, or
 ``x_t`` for schedule-free); ``sweep`` records their losses next to the raw iterate's (see
-``Optimizer.averages``).
+``Optimizer.averages``).  A window with a stride ``window_every = k > 1`` averages checkpoints
+saved every ``k`` steps: *checkpoint merging* (WSM, "Decay-Free Learning Rate Schedule via
+Checkpoint Merging"; with ``k`` = the sweep's ``record_every`` the merged checkpoints are exactly
+the recorded iterates).
 """
 
 from __future__ import annotations
@@ -70,10 +73,11 @@ class AveragingState(NamedTuple):
     """State of ``Optimizer.with_averaging`` after ``t`` updates: the wrapped optimizer's state
     ``inner``; ``ema`` (the EMA ``e_t`` of the reported iterate, or ``None`` when not tracked);
     for the window (else ``None``) ``latest`` (the newest reported iterate ``p_t``) and
-    ``window``, a ring buffer holding per parameter leaf ``W`` iterates along a new leading axis:
-    slot ``s mod W`` holds ``p_s`` for ``t - W < s < t`` (the newest, ``p_t``, is written there
-    only by the next update, and its slot is read from ``latest``); ``count = t + 1``, the number
-    of iterates so far."""
+    ``window``, a ring buffer holding per parameter leaf ``W`` checkpoints along a new leading
+    axis: with stride ``k`` (``window_every``; 1: every iterate) slot ``(s / k) mod W`` holds the
+    checkpoint ``p_s`` for the last ``W`` multiples ``s`` of ``k`` below ``t`` (a checkpoint
+    ``p_t`` is written there only by the next update, and its slot is read from ``latest``);
+    ``count = t + 1``, the number of iterates so far."""
 
     inner: Any
     ema: Any
@@ -91,8 +95,8 @@ class Optimizer:
     Array fields (sweepable): ``momentum`` (heavy ball), ``b1`` (Adam's first-moment decay, or
     schedule-free's interpolation ``b1``), ``b2``, ``eps``, ``weight_decay`` and
     ``weight_lr_power`` (schedule-free), ``ema_decay`` (the EMA's ``d``).  Static:
-    ``name``, ``stochastic``, ``use_momentum``, ``nesterov``, ``track_ema`` and
-    ``average_window`` (``W``; 0: no window average)."""
+    ``name``, ``stochastic``, ``use_momentum``, ``nesterov``, ``track_ema``,
+    ``average_window`` (``W``; 0: no window average) and ``window_every`` (its stride ``k``)."""
 
     name: str = static_field()
     stochastic: bool = static_field()
@@ -100,6 +104,7 @@ class Optimizer:
     nesterov: bool = static_field(default=False)
     track_ema: bool = static_field(default=False)
     average_window: int = static_field(default=0)
+    window_every: int = static_field(default=1)
     momentum: jax.Array = array_field(default=0.0)
     b1: jax.Array = array_field(default=0.9)
     b2: jax.Array = array_field(default=0.999)
@@ -121,7 +126,8 @@ class Optimizer:
     def validate(self) -> Optimizer:
         """Check the family name and hyperparameters: momentum and betas in [0, 1) (schedule-free
         ``b1`` in (0, 1]), eps > 0, weight decay and ``weight_lr_power`` >= 0, ``ema_decay`` in
-        [0, 1), ``average_window`` an integer >= 0 (>= 1 once set by ``with_averaging``)."""
+        [0, 1), ``average_window`` an integer >= 0 (>= 1 once set by ``with_averaging``),
+        ``window_every`` an integer >= 1."""
         choice("optimizer", "name", self.name, OPTIMIZERS)
         batch_shape(self)
         fields = ("momentum", "b2", "ema_decay") + (() if self.schedule_free else ("b1",))
@@ -138,10 +144,17 @@ class Optimizer:
         window = self.average_window
         ok = isinstance(window, int) and not isinstance(window, bool) and window >= 0
         require(ok, self.name, "average_window", window, "an integer >= 0 (0: no window)")
+        every = self.window_every
+        ok = isinstance(every, int) and not isinstance(every, bool) and every >= 1
+        require(ok, self.name, "window_every", every, "an integer >= 1")
         return self
 
     def with_averaging(
-        self, ema_decay: float | None = None, window: int | None = None
+        self,
+        ema_decay: float | None = None,
+        window: int | None = None,
+        *,
+        window_every: int = 1,
     ) -> Optimizer:
         """This optimizer, also tracking averages of its reported iterate ``p_t`` (the params;
         for schedule-free the evaluation point ``x_t``), both warm-started at ``p_0``:
@@ -153,7 +166,14 @@ class Optimizer:
           Kept exactly as a ring buffer of the last ``W`` iterates (``W`` parameter copies per
           run, one slot written per update; the mean is summed only when recorded), not as a
           running sum, whose add-new / subtract-oldest updates would drift in floating point
-          and would need the buffer anyway to know the oldest iterate.
+          and would need the buffer anyway to know the oldest iterate;
+        - ``window_every = k`` (an integer >= 1; static; only with ``window``): the window holds
+          checkpoints saved every ``k`` steps instead of every iterate, and its mean at step
+          ``t`` is that of the last ``min(W, floor(t / k) + 1)`` checkpoints ``p_s``, ``s`` a
+          multiple of ``k``, ``s <= t``: *checkpoint merging* of the last ``W`` checkpoints.
+          With ``k`` equal to the sweep's ``record_every`` the checkpoints are the recorded
+          iterates, and the recorded ``window_*`` at a record step ``t`` is the merge of the
+          records at ``t, t - k, ..., t - (W - 1) k``.
 
         ``sweep`` then records ``ema_loss``, ``ema_river_loss``, ``ema_hill_loss`` and
         ``window_loss``, ``window_river_loss``, ``window_hill_loss``: the landscape's loss and
@@ -165,10 +185,13 @@ class Optimizer:
         if window is not None:
             ok = isinstance(window, int) and not isinstance(window, bool) and window >= 1
             require(ok, self.name, "average_window", window, "an integer >= 1")
+        elif window_every != 1:
+            raise ValueError(f"{self.name}.with_averaging: window_every needs a window")
         return dataclasses.replace(
             self,  # type: ignore[arg-type]
             track_ema=ema_decay is not None,
             average_window=0 if window is None else int(window),
+            window_every=window_every,
             ema_decay=as_float(0.0 if ema_decay is None else ema_decay),
         ).validate()
 
@@ -217,21 +240,28 @@ class Optimizer:
 
     def averages(self, opt_state: Any) -> dict[str, Any]:
         """The tracked iterate averages, by name (``ema``, ``window``; empty without averaging):
-        the EMA ``e_t`` and the window mean ``(1 / n) sum_{s=t-n+1}^{t} p_s``, ``n = min(W,
-        t + 1)``, each a point of the parameter space."""
+        the EMA ``e_t`` and the window mean ``(1 / n) sum_{j=0}^{n-1} p_{c - j k}`` over the
+        newest checkpoint ``c = k floor(t / k)`` and the ``n - 1`` before it, ``n = min(W,
+        floor(t / k) + 1)`` (stride ``k = window_every``; ``k = 1``: the last ``n`` iterates),
+        each a point of the parameter space."""
         if not self.averaging:
             return {}
         out = {}
         if self.track_ema:
             out["ema"] = opt_state.ema
         if self.average_window:
-            w = self.average_window
-            n = jnp.minimum(opt_state.count, w)
+            w, k = self.average_window, self.window_every
+            t = opt_state.count - 1
+            n = jnp.minimum(t // k + 1, w)
             valid = jnp.arange(w) < n
-            newest = (opt_state.count - 1) % w
+            newest = (t // k) % w
+            is_checkpoint = t % k == 0  # the newest checkpoint is ``latest``, not yet written
 
             def mean(buf, latest):
-                buf = buf.at[newest].set(latest)
+                if k == 1:
+                    buf = buf.at[newest].set(latest)
+                else:
+                    buf = buf.at[newest].set(jnp.where(is_checkpoint, latest, buf[newest]))
                 mask = valid.reshape((w,) + (1,) * (buf.ndim - 1))
                 return jnp.sum(jnp.where(mask, buf, 0), axis=0) / n.astype(buf.dtype)
 
@@ -243,8 +273,8 @@ class Optimizer:
 
         Elementwise over the state, except the window ring buffer, which is always the new one:
         an update only writes the old ``latest`` (a finite, already accepted iterate) into its
-        own slot, which the window mean reads from ``latest`` anyway, so the new buffer with the
-        old ``latest`` and ``count`` is the old window.  Selecting over the whole buffer instead
+        own slot, if it is a checkpoint, which the window mean reads from ``latest`` anyway, so
+        the new buffer with the old ``latest`` and ``count`` is the old window.  Selecting over the whole buffer instead
         would copy ``W`` parameter vectors per update (measured: 5x slower at ``W = 200``)."""
 
         def where(o, n):
@@ -268,10 +298,11 @@ def _averaging(opt: Optimizer, base: optax.GradientTransformation) -> optax.Grad
     ``update(g, state, y_t)`` computes ``base``'s update ``u_t``, the new params
     ``y_{t+1} = y_t + u_t`` (exactly as ``optax.apply_updates``) and their reported point
     ``p_{t+1} = opt.eval_params(new state, y_{t+1})``, then ``e_{t+1} = d e_t + (1 - d) p_{t+1}``;
-    it writes ``latest = p_t`` into slot ``t mod W`` of the window and keeps ``p_{t+1}`` as the
-    new ``latest`` (one slot written per update, in place)."""
+    it writes ``latest = p_t`` into slot ``(t / k) mod W`` of the window if ``t`` is a multiple
+    of the stride ``k`` and keeps ``p_{t+1}`` as the new ``latest`` (at most one slot written per
+    update, in place)."""
     d = opt.ema_decay
-    w = opt.average_window
+    w, k = opt.average_window, opt.window_every
 
     def reported(inner, params):
         if not opt.schedule_free:
@@ -301,8 +332,17 @@ def _averaging(opt: Optimizer, base: optax.GradientTransformation) -> optax.Grad
             ema = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema, point)
         latest, window = state.latest, state.window
         if w:
-            slot = (state.count - 1) % w
-            window = jax.tree_util.tree_map(lambda b, p: b.at[slot].set(p), window, latest)
+            t = state.count - 1  # the step of ``latest``
+            slot = (t // k) % w
+            if k == 1:
+                window = jax.tree_util.tree_map(lambda b, p: b.at[slot].set(p), window, latest)
+            else:
+                keep = t % k != 0  # not a checkpoint: rewrite the slot's own value
+
+                def write(b, p):
+                    return b.at[slot].set(jnp.where(keep, b[slot], p))
+
+                window = jax.tree_util.tree_map(write, window, latest)
             latest = point
         return updates, AveragingState(inner, ema, latest, window, state.count + 1)
 

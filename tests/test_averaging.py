@@ -93,6 +93,57 @@ def test_averages_match_numpy_batch_and_plain_sweeps():
             assert np.all(np.isfinite(after)) and np.all(after == after[0]), var
 
 
+def numpy_merge(points: np.ndarray, window: int, every: int) -> np.ndarray:
+    """Checkpoint merging from the iterates of every step (step, d): at step ``t`` the mean of
+    the checkpoints ``p_s``, ``s`` a multiple of ``every``, ``s <= t``, the last ``window``."""
+    out = []
+    for t in range(len(points)):
+        checkpoints = points[: t + 1 : every]
+        out.append(checkpoints[-window:].mean(0))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_checkpoint_merging_matches_numpy_from_every_iterate(every):
+    """A window of 4 checkpoints every ``k`` steps, recorded every step, against NumPy from the
+    recorded iterates (``k = 1``: the plain window), frozen with a diverging run."""
+    opt = optimizers.sgd().with_averaging(window=4, window_every=every)
+    kwargs = {"seeds": SEEDS, "steps": STEPS, "record_params": True, "progress": False}
+    ds = runner.sweep(LANDSCAPE, opt, SCHEDULE, **kwargs)
+    for run in range(len(SEEDS)):
+        merged = numpy_merge(ds.params.values[run].astype(np.float64), 4, every)
+        np.testing.assert_allclose(ds.window_params[run], merged, rtol=1e-5, atol=1e-6)
+        for var, value in evaluate(LANDSCAPE, merged).items():
+            got = ds[f"window_{var}"].values[run]
+            np.testing.assert_allclose(got, value, rtol=2e-5, atol=1e-7, err_msg=var)
+    diverging = runner.sweep(LANDSCAPE, opt, schedules.constant(1.0), **kwargs)
+    for run in range(len(SEEDS)):
+        at = int(diverging.diverged_step[run])
+        assert at > 0
+        after = diverging.window_loss.values[run, at - 1 :]
+        assert np.all(np.isfinite(after)) and np.all(after == after[0])
+
+
+def test_checkpoint_merging_of_the_recorded_iterates():
+    """With ``window_every`` equal to ``record_every`` the merged checkpoints are the records:
+    at every record step the window is the mean of the last ``W`` recorded iterates."""
+    every, window = 5, 3
+    opt = optimizers.sgd(momentum=0.5).with_averaging(window=window, window_every=every)
+    ds = runner.sweep(
+        LANDSCAPE,
+        opt,
+        SCHEDULE,
+        seeds=SEEDS,
+        steps=STEPS,
+        record_every=every,
+        record_params=True,
+        progress=False,
+    )
+    for run in range(len(SEEDS)):
+        merged = numpy_merge(ds.params.values[run].astype(np.float64), window, 1)
+        np.testing.assert_allclose(ds.window_params[run], merged, rtol=1e-5, atol=1e-6)
+
+
 def sf_reference(landscape, tx, schedule_free_opt, seeds, steps):
     """Independent loop: optax's schedule-free transformation, the documented key convention;
     the evaluation points ``x`` and gradient points ``y`` after every update, per seed."""
@@ -170,6 +221,14 @@ def test_names():
         (lambda: optimizers.sgd().with_averaging(window=0), r"average_window = 0: .*>= 1"),
         (lambda: optimizers.adam().with_averaging(window=2.5), r"average_window = 2.5"),  # type: ignore[arg-type]
         (lambda: optimizers.sgd().with_averaging(), "ema_decay, window or both"),
+        (
+            lambda: optimizers.sgd().with_averaging(window=2, window_every=0),
+            r"window_every = 0: .*>= 1",
+        ),
+        (
+            lambda: optimizers.sgd().with_averaging(ema_decay=0.5, window_every=2),
+            "window_every needs a window",
+        ),
         (lambda: optimizers.schedule_free_sgd(b1=0.0), r"schedule_free_sgd.b1 = 0.0: .*\(0, 1\]"),
         (lambda: optimizers.schedule_free_adamw(weight_decay=-1), r"weight_decay = -1.0: .*>= 0"),
     ],
