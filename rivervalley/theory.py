@@ -48,6 +48,13 @@ rate is unstable whatever the batch size (the curvature term ``eta lambda`` is a
 the rate alone, which a larger batch does not remove).  The relaxation time ``1 / (eta
 lambda)`` of a hill also depends on ``eta`` alone: at a fixed ``eta / B`` a larger rate reaches
 the same floor in fewer steps.
+
+Iterate averaging.  The lab's averages of the iterates (``Optimizer.with_averaging``: the EMA,
+the window mean and its strided form, checkpoint merging) are, at a given step ``T``, fixed
+linear combinations ``a = sum_t omega_t w_t`` (``average_weights``), so on the quadratic ``a`` is
+Gaussian-linear in the initial point and the noise and its mean and variance follow exactly for
+any weights and schedule (``averaged_sgd_quadratic_moments``, memory ``O(d)``); the expected
+loss at the average is ``expected_quadratic_loss`` of those moments.
 """
 
 from __future__ import annotations
@@ -56,7 +63,10 @@ from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
+
+from rivervalley.validation import require, within
 
 
 class Moments(NamedTuple):
@@ -344,3 +354,118 @@ def valley_stationary_hill_loss(
     noise_var = noise_var / jnp.asarray(batch_size)
     stiff = curvature * (1.0 + slope_sq)
     return lr * noise_var / (2.0 * (1.0 + slope_sq) * (2.0 - lr * stiff))
+
+
+# --- iterate averaging --------------------------------------------------------------------------
+
+
+def _is_count(value, low: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) ``>= low``."""
+    return (
+        isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= low)
+    )
+
+
+def average_weights(
+    steps: int,
+    *,
+    ema_decay: ArrayLike | None = None,
+    window: int | None = None,
+    window_every: int = 1,
+) -> jax.Array:
+    r"""The weights ``omega_t`` (shape ``(T + 1,)``, ``T = steps``, summing to 1) for which the
+    lab's iterate average after ``T`` updates is ``sum_{t=0}^{T} omega_t p_t`` of the iterates
+    ``p_0, ..., p_T`` (``Optimizer.with_averaging`` / ``Optimizer.averages``).  Give exactly one
+    of
+
+    - ``ema_decay = d`` in [0, 1): the EMA ``e_0 = p_0``, ``e_{t+1} = d e_t + (1 - d) p_{t+1}``,
+      i.e. ``omega_0 = d^T`` (the warm start: ``p_0`` gets the weight the later iterates leave over)
+      and ``omega_t = (1 - d) d^{T - t}`` for ``t >= 1``.  An array of decays gives one row of
+      weights per decay, shape ``d.shape + (T + 1,)``;
+    - ``window = W`` (an integer >= 1) with stride ``window_every = k`` (an integer >= 1): the
+      mean of the last ``n = min(W, floor(T / k) + 1)`` checkpoints ``p_s``, ``s`` a multiple of
+      ``k``, ``s <= T`` (the newest is ``k floor(T / k)``, which is below ``T`` unless ``k``
+      divides ``T``), i.e. ``omega_s = 1 / n`` on those and 0 elsewhere.
+
+    Computed on the host (NumPy float64), returned in JAX's default float dtype."""
+    owner = "average_weights"
+    require(_is_count(steps, 0), owner, "steps", steps, "an integer >= 0")
+    if (ema_decay is None) == (window is None):
+        raise ValueError(f"{owner}: give exactly one of ema_decay and window")
+    t = np.arange(int(steps) + 1)
+    if window is None:  # the EMA
+        require(window_every == 1, owner, "window_every", window_every, "1 (it needs a window)")
+        d = within(owner, "ema_decay", ema_decay, 0.0, 1.0)
+        require(d < 1.0, owner, "ema_decay", ema_decay, "in [0, 1)")
+        d = d[..., None]
+        omega = np.where(t == 0, d ** int(steps), (1.0 - d) * d ** (int(steps) - t))
+    else:
+        require(_is_count(window, 1), owner, "window", window, "an integer >= 1")
+        require(_is_count(window_every, 1), owner, "window_every", window_every, "an integer >= 1")
+        k = int(window_every)
+        newest = int(steps) // k  # checkpoints are p_{jk}, j = 0..newest
+        n = min(int(window), newest + 1)
+        j = t // k
+        omega = np.where((t % k == 0) & (j > newest - n), 1.0 / n, 0.0)
+    return jnp.asarray(omega, dtype=jnp.result_type(float))
+
+
+@jax.jit
+def averaged_sgd_quadratic_moments(
+    curvatures, noise_std, mean0, var0, lrs, weights, *, batch_size=1.0
+) -> Moments:
+    r"""Exact per-coordinate mean and variance (shape ``(d,)`` each) of the weighted average
+    ``a = sum_{t=0}^{T} omega_t w_t`` of the SGD iterates of ``sgd_quadratic_moments`` (same
+    model: ``w_{t+1} = alpha_t w_t - eta_t sigma xi_t``, ``alpha_t = 1 - eta_t lambda``,
+    independent noise of variance ``sigma^2 / B``, ``B = batch_size``; ``w_0`` with mean
+    ``mean0`` and variance ``var0``, independent of the noise).
+
+    ``curvatures``, ``noise_std``, ``mean0``, ``var0`` broadcast to ``(d,)``; ``lrs`` has shape
+    ``(T,)`` and ``weights`` (e.g. ``average_weights``) shape ``(T + 1,)``.  With
+    ``V_t = Var w_t``, the running sum ``S_t = sum_{s<=t} omega_s w_s``, ``C_t = Cov(S_t, w_t)``
+    and ``Q_t = Var S_t``: since ``w_{t+1}`` is ``alpha_t w_t`` plus noise independent of
+    ``S_t``, ``Cov(S_t, w_{t+1}) = alpha_t C_t``, and ``S_{t+1} = S_t + omega_{t+1} w_{t+1}``
+    gives
+
+    .. math::
+
+        V_{t+1} &= \alpha_t^2 V_t + \eta_t^2 \sigma^2 / B, \\
+        C_{t+1} &= \alpha_t C_t + \omega_{t+1} V_{t+1}, \\
+        Q_{t+1} &= Q_t + 2 \omega_{t+1} \alpha_t C_t + \omega_{t+1}^2 V_{t+1},
+
+    from ``C_0 = omega_0 V_0``, ``Q_0 = omega_0^2 V_0``; the means ``m_{t+1} = alpha_t m_t``,
+    ``M_{t+1} = M_t + omega_{t+1} m_{t+1}`` from ``M_0 = omega_0 m_0``.  Returns
+    ``Moments(M_T, Q_T)``; ``expected_quadratic_loss(curvatures, ...)`` of it is the expected
+    loss at the average.  One ``lax.scan``, memory ``O(d)`` (no ``T x T`` covariance); compiled
+    with ``jax.jit`` (once per argument shape and dtype); ``jax.vmap`` batches it over weights
+    or schedules.  One-hot weights at ``T`` give ``sgd_quadratic_moments(..., final_only=True)``.
+    """
+    lam = jnp.asarray(curvatures)
+    dtype = jnp.result_type(lam, float)
+    lam = lam.astype(dtype)
+    lrs = jnp.asarray(lrs, dtype)
+    weights = jnp.asarray(weights, dtype)
+    if lrs.ndim != 1 or weights.shape != (lrs.shape[0] + 1,):
+        raise ValueError(
+            f"averaged_sgd_quadratic_moments: need lrs of shape (T,) and weights of shape "
+            f"(T + 1,), got {lrs.shape} and {weights.shape}"
+        )
+    noise_var = jnp.asarray(noise_std, dtype) ** 2 / jnp.asarray(batch_size, dtype)
+    noise_var = jnp.broadcast_to(noise_var, lam.shape)
+    m0 = jnp.broadcast_to(jnp.asarray(mean0, dtype), lam.shape)
+    v0 = jnp.broadcast_to(jnp.asarray(var0, dtype), lam.shape)
+
+    def step(carry, inputs):
+        m, v, c, avg_mean, avg_var = carry
+        lr, omega = inputs
+        alpha = 1.0 - lr * lam
+        v = alpha**2 * v + lr**2 * noise_var
+        avg_var = avg_var + 2.0 * omega * alpha * c + omega**2 * v
+        c = alpha * c + omega * v
+        m = alpha * m
+        return (m, v, c, avg_mean + omega * m, avg_var), None
+
+    omega0 = weights[0]
+    init = (m0, v0, omega0 * v0, omega0 * m0, omega0**2 * v0)
+    (_, _, _, avg_mean, avg_var), _ = jax.lax.scan(step, init, (lrs, weights[1:]))
+    return Moments(avg_mean, avg_var)
