@@ -108,7 +108,6 @@ LANDSCAPE_NAMES = {
     "bigram": "bigram toy (Adam)",
 }
 VARIABLES = ("loss", "river_loss", "hill_loss", "excess_loss")
-AVERAGED = {"ema": "ema", "merge": "window"}  # method -> recorded average prefix
 Z_SUPPORT = 3.0
 
 
@@ -116,22 +115,23 @@ Z_SUPPORT = 3.0
 class Config:
     valleys: tuple[str, ...] = ("straight", "toy", "curved")
     bigram: bool = True
-    fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)  # WSD decay / merge window, of T
-    merge_intervals: int = 8  # k: k + 1 checkpoints every f T / k steps
+    fractions: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)  # WSD decay / merge, of T
+    merge_intervals: int = 4  # k: k + 1 checkpoints every f T / k steps
     ema_decays: tuple[float, ...] = (0.9, 0.97, 0.99, 0.997, 0.999)
-    schedule_free_factors: tuple[float, ...] = (0.5, 1.0, 1.5)  # x the peak
     batch_factor: int = 4
     # the river valleys
     valley_steps: int = 4000
     valley_warmup: int = 100
-    valley_peak: float = 0.08  # below 2 / (a (1 + b^2 omega^2)) = 0.11 of the curved member
+    valley_peaks: tuple[float, ...] = (0.05, 0.08, 0.1)  # stable: 2 / (a (1 + b^2 w^2)) = 0.11
+    valley_schedule_free_peaks: tuple[float, ...] = (0.04, 0.08, 0.12, 0.16, 0.24)
     valley_noise: float = 0.3
     valley_seeds: int = 256
     valley_record_every: int = 25
     # the bigram toy
     bigram_steps: int = 4000
     bigram_warmup: int = 100
-    bigram_peak: float = 0.04
+    bigram_peaks: tuple[float, ...] = (0.02, 0.04, 0.08)
+    bigram_schedule_free_peaks: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16)
     vocab_size: int = 64
     random_support: int = 8
     batch_size: int = 32
@@ -145,15 +145,17 @@ def config(quick: bool) -> Config:
         return Config(
             valleys=("straight", "curved"),
             fractions=(0.2,),
-            merge_intervals=4,
             ema_decays=(0.98, 0.995),
-            schedule_free_factors=(1.0,),
             valley_steps=1000,
             valley_warmup=50,
+            valley_peaks=(0.08,),
+            valley_schedule_free_peaks=(0.08,),
             valley_seeds=64,
             valley_record_every=25,  # odd: no unrolled inner loop, half the compile time
             bigram_steps=400,
             bigram_warmup=20,
+            bigram_peaks=(0.04,),
+            bigram_schedule_free_peaks=(0.04,),
             vocab_size=16,
             random_support=4,
             bigram_seeds=4,
@@ -169,8 +171,9 @@ def config(quick: bool) -> Config:
 class Setup:
     """What one group of landscapes runs with: ``landscape`` (batched over ``names`` for the
     valleys), ``landscapes`` (the same at batch size ``B`` and then at ``batch_factor x B``, one
-    batch), the optimizer and its schedule-free counterpart, steps, warmup, peak, seeds, record
-    spacing and (language models) the entropy floor ``H``."""
+    batch), the optimizer and its schedule-free counterpart, steps, warmup, the peak rates of
+    the plain optimizer and of schedule-free, seeds, record spacing and (language models) the
+    entropy floor ``H``."""
 
     names: tuple[str, ...]
     landscape: Landscape
@@ -179,7 +182,8 @@ class Setup:
     schedule_free: optimizers.Optimizer
     steps: int
     warmup: int
-    peak: float
+    peaks: tuple[float, ...]
+    schedule_free_peaks: tuple[float, ...]
     seeds: int
     record_every: int
     entropy: float | None = None
@@ -209,7 +213,8 @@ def valley_setup(cfg: Config) -> Setup:
         schedule_free=optimizers.schedule_free_sgd(),
         steps=cfg.valley_steps,
         warmup=cfg.valley_warmup,
-        peak=cfg.valley_peak,
+        peaks=cfg.valley_peaks,
+        schedule_free_peaks=cfg.valley_schedule_free_peaks,
         seeds=cfg.valley_seeds,
         record_every=cfg.valley_record_every,
     )
@@ -228,7 +233,8 @@ def bigram_setup(cfg: Config) -> Setup:
         schedule_free=optimizers.schedule_free_adamw(),
         steps=cfg.bigram_steps,
         warmup=cfg.bigram_warmup,
-        peak=cfg.bigram_peak,
+        peaks=cfg.bigram_peaks,
+        schedule_free_peaks=cfg.bigram_schedule_free_peaks,
         seeds=cfg.bigram_seeds,
         record_every=cfg.bigram_record_every,
         entropy=float(corpus.entropy_floor()),
@@ -245,15 +251,17 @@ def merge_every(cfg: Config, steps: int, fraction: float) -> int:
     return round(every)
 
 
-def options(cfg: Config, su: Setup) -> dict[str, list[float]]:
-    """The tuned knob's values per method (one value for the untuned ones)."""
+def options(cfg: Config, su: Setup) -> dict[str, list[tuple[float, float]]]:
+    """Every method's settings ``(peak rate, knob)``, peak-major: the knob is the decay fraction
+    (WSD), the EMA decay, the merge window fraction, the batch factor, or NaN."""
+    nan = float("nan")
     return {
-        "constant": [su.peak],
-        "wsd": list(cfg.fractions),
-        "ema": list(cfg.ema_decays),
-        "merge": list(cfg.fractions),
-        "schedule_free": [f * su.peak for f in cfg.schedule_free_factors],
-        "large_batch": [float(cfg.batch_factor)],
+        "constant": [(p, nan) for p in su.peaks],
+        "wsd": [(p, f) for p in su.peaks for f in cfg.fractions],
+        "ema": [(p, d) for p in su.peaks for d in cfg.ema_decays],
+        "merge": [(p, f) for p in su.peaks for f in cfg.fractions],
+        "schedule_free": [(p, nan) for p in su.schedule_free_peaks],
+        "large_batch": [(p, float(cfg.batch_factor)) for p in su.peaks],
     }
 
 
@@ -261,25 +269,32 @@ def options(cfg: Config, su: Setup) -> dict[str, list[float]]:
 
 
 def _grid(ds: xr.Dataset, var: str, n_land: int, n_opt: int, n_sched: int) -> np.ndarray:
-    """A variable as ``(landscape, optimizer, schedule, seed, step)`` (the runner's run order)."""
+    """A variable as ``(landscape, optimizer, schedule, seed, step)`` (the runner's run order);
+    NaN for a diverged run."""
     v = np.asarray(ds[var].values, np.float64)
     v = np.where(ds.diverged.values[:, None], np.nan, v)
     return v.reshape(n_land, n_opt, n_sched, -1, v.shape[-1])
 
 
 def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.ndarray]:
-    """Every method's recorded curves: per variable an array ``(landscape, method, option,
-    seed, step)`` (NaN where a method has fewer options), ``lr`` ``(method, option, step)`` and,
-    for the chord prediction, the constant run's river coordinates ``(landscape, seed, step)``.
+    """Every method at every setting: per variable ``final_<var>`` ``(landscape, method,
+    option, seed)`` (the last record) and ``curve_<var>`` ``(landscape, method, option, step)``
+    (the mean over the evaluation seeds, the second half), ``lr`` ``(method, option, step)``,
+    and for the chord prediction the constant runs' river coordinates ``river_coord``
+    ``(landscape, peak, seed, step)``; NaN where a method has fewer settings.
 
-    Compiled programs: one sweep runs the constant rate and every WSD decay (one rate table)
-    with the EMA batch and the first merge window at batch sizes ``B`` and ``M B``; one sweep per
-    further merge window; one for schedule-free."""
-    n_land = len(su.names)
+    Compiled programs: one sweep for the constant rates and every WSD decay (one rate table) at
+    batch sizes ``B`` and ``M B``; one for the EMA batch and the first merge window on the
+    constant rates; one per further merge window; one for schedule-free."""
+    n_land, n_peaks, n_frac = len(su.names), len(su.peaks), len(cfg.fractions)
     opts = options(cfg, su)
     n_opt = max(len(v) for v in opts.values())
     n_steps = su.steps // su.record_every + 1
-    out = {v: np.full((n_land, len(METHODS), n_opt, su.seeds, n_steps), np.nan) for v in VARIABLES}
+    evaluation = np.arange(su.seeds) >= su.seeds // 2
+    out = {}
+    for var in VARIABLES:
+        out[f"final_{var}"] = np.full((n_land, len(METHODS), n_opt, su.seeds), np.nan)
+        out[f"curve_{var}"] = np.full((n_land, len(METHODS), n_opt, n_steps), np.nan)
     out["lr"] = np.full((len(METHODS), n_opt, n_steps), np.nan)
     kwargs = {
         "seeds": su.seeds,
@@ -289,8 +304,9 @@ def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.nda
     }
 
     def put(method, j, ds, prefix, shape, index):
-        """Store run block ``index`` of ``ds`` (runs as ``shape + (seed,)``) as method option
-        ``j``; an average's excess loss is its loss minus the entropy floor."""
+        """Store run block ``index`` of ``ds`` (runs as ``shape + (seed,)``) as setting ``j``
+        of ``method``; an average's excess loss is its loss minus the entropy floor."""
+        m = METHODS.index(method)
         for var in VARIABLES:
             name = f"{prefix}{var}"
             if name in ds:
@@ -299,78 +315,87 @@ def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.nda
                 values = _grid(ds, f"{prefix}loss", *shape)[index] - su.entropy
             else:
                 continue
-            out[var][:, METHODS.index(method), j] = values
-        out["lr"][METHODS.index(method), j] = _grid(ds, "lr", *shape)[index][0, 0]
+            out[f"final_{var}"][:, m, j] = values[..., -1]
+            out[f"curve_{var}"][:, m, j] = values[:, evaluation].mean(1)
+        out["lr"][m, j] = _grid(ds, "lr", *shape)[index][0, 0]
 
-    # the constant rate and every WSD decay, x EMA decays and the first merge, x batch sizes
-    constant = schedules.constant(su.peak, warmup_steps=su.warmup)
-    lines = [constant] + [
-        schedules.wsd(su.peak, su.steps, f, warmup_steps=su.warmup, final=0.0)
-        for f in cfg.fractions
-    ]
+    # the constant rates and every WSD decay, at batch sizes B and M B: one rate table
+    lines = []
+    for peak in su.peaks:
+        lines.append(schedules.constant(peak, warmup_steps=su.warmup))
+        lines += [
+            schedules.wsd(peak, su.steps, f, warmup_steps=su.warmup, final=0.0)
+            for f in cfg.fractions
+        ]
     table = schedules.tabulated(np.stack([schedules.rates(s, su.steps) for s in lines]))
-    averaging = su.optimizer.with_averaging(
-        ema_decay=np.array(cfg.ema_decays),
-        window=cfg.merge_intervals + 1,
-        window_every=merge_every(cfg, su.steps, cfg.fractions[0]),
-    )
-    ds = sweep(su.landscapes, averaging, table, **kwargs)
-    shape = (2 * n_land, len(cfg.ema_decays), len(lines))
-    small = slice(0, n_land)  # the landscapes at batch size B, then at M B
-    put("constant", 0, ds, "", shape, np.s_[small, 0, 0])
-    put("merge", 0, ds, "window_", shape, np.s_[small, 0, 0])
-    put("large_batch", 0, ds, "", shape, np.s_[n_land:, 0, 0])
-    for j in range(len(cfg.fractions)):
-        put("wsd", j, ds, "", shape, np.s_[small, 0, 1 + j])
-    for i in range(len(cfg.ema_decays)):
-        put("ema", i, ds, "ema_", shape, np.s_[small, i, 0])
-    out["river_coord"] = _grid(ds, "river_coord", *shape)[small, 0, 0]
-    # the further merge windows, on the constant rate
-    for j, fraction in enumerate(cfg.fractions[1:], start=1):
+    ds = sweep(su.landscapes, su.optimizer, table, **kwargs)
+    shape = (2 * n_land, 1, len(lines))
+    small, large = slice(0, n_land), slice(n_land, 2 * n_land)
+    for i in range(n_peaks):
+        row = i * (1 + n_frac)
+        put("constant", i, ds, "", shape, np.s_[small, 0, row])
+        put("large_batch", i, ds, "", shape, np.s_[large, 0, row])
+        for f in range(n_frac):
+            put("wsd", i * n_frac + f, ds, "", shape, np.s_[small, 0, row + 1 + f])
+    # EMA and merges of the constant-rate runs
+    constant = schedules.constant(np.array(su.peaks), warmup_steps=su.warmup)
+    n_ema = len(cfg.ema_decays)
+    for f, fraction in enumerate(cfg.fractions):
         every = merge_every(cfg, su.steps, fraction)
-        opt = su.optimizer.with_averaging(window=cfg.merge_intervals + 1, window_every=every)
+        decays = np.array(cfg.ema_decays) if f == 0 else None
+        opt = su.optimizer.with_averaging(
+            ema_decay=decays, window=cfg.merge_intervals + 1, window_every=every
+        )
         ds = sweep(su.landscape, opt, constant, **kwargs)
-        put("merge", j, ds, "window_", (n_land, 1, 1), np.s_[:, 0, 0])
+        shape = (n_land, n_ema if f == 0 else 1, n_peaks)
+        for i in range(n_peaks):
+            put("merge", i * n_frac + f, ds, "window_", shape, np.s_[:, 0, i])
+            if f == 0:
+                for e in range(n_ema):
+                    put("ema", i * n_ema + e, ds, "ema_", shape, np.s_[:, e, i])
+        if f == 0:
+            out["river_coord"] = _grid(ds, "river_coord", *shape)[:, 0]
     # schedule-free, one batch of rates
-    rates = np.array(opts["schedule_free"])
-    sf = schedules.constant(rates, warmup_steps=su.warmup)
-    ds = sweep(su.landscape, su.schedule_free, sf, **kwargs)
+    rates = np.array(su.schedule_free_peaks)
+    ds = sweep(
+        su.landscape, su.schedule_free, schedules.constant(rates, warmup_steps=su.warmup), **kwargs
+    )
     for j in range(len(rates)):
         put("schedule_free", j, ds, "", (n_land, 1, len(rates)), np.s_[:, 0, j])
     return out
 
 
 def tune(final: np.ndarray, tuning: np.ndarray) -> np.ndarray:
-    """Per (landscape, method) the option with the least mean final metric over the tuning seeds
-    (a setting with a diverged tuning run is never chosen); ``final``: ``(land, method, option,
-    seed)``."""
+    """Per (landscape, method) the setting with the least mean final metric over the tuning
+    seeds (a setting with a diverged tuning run is never chosen); ``final``: ``(land, method,
+    option, seed)``."""
     mean = final[..., tuning].mean(-1)
     return np.argmin(np.where(np.isfinite(mean), mean, np.inf), axis=-1)
 
 
-def group_dataset(cfg: Config, su: Setup, curves: dict[str, np.ndarray]) -> xr.Dataset:
-    """Finals of every (method, option, seed), tuned options and the tuned mean curves (over the
-    evaluation seeds)."""
-    metric = "excess_loss" if su.names == ("bigram",) else "loss"
+def group_dataset(cfg: Config, su: Setup, runs: dict[str, np.ndarray]) -> xr.Dataset:
+    """Finals of every (method, setting, seed), the tuned settings and the mean curves (over the
+    evaluation seeds) at the tuned settings."""
+    metric = "excess_loss" if su.entropy is not None else "loss"
     tuning = np.arange(su.seeds) < su.seeds // 2
-    choice = tune(curves[metric][..., -1], tuning)
+    choice = tune(runs[f"final_{metric}"], tuning)
     land, meth = np.indices(choice.shape)
     data = {}
     for var in VARIABLES:
-        data[f"final_{var}"] = (
-            ("landscape", "method", "option", "seed"),
-            curves[var][..., -1],
+        data[f"final_{var}"] = (("landscape", "method", "option", "seed"), runs[f"final_{var}"])
+        data[f"curve_{var}"] = (
+            ("landscape", "method", "step"),
+            runs[f"curve_{var}"][land, meth, choice],
         )
-        tuned = curves[var][land, meth, choice][..., ~tuning, :]  # (land, method, seed, step)
-        data[f"curve_{var}"] = (("landscape", "method", "step"), tuned.mean(-2))
-    first = choice[0]
-    data["curve_lr"] = (("method", "step"), curves["lr"][np.arange(len(METHODS)), first])
+    data["curve_lr"] = (("landscape", "method", "step"), runs["lr"][meth, choice])
     opts = options(cfg, su)
-    n_opt = curves["loss"].shape[2]
-    values = np.full((len(METHODS), n_opt), np.nan)
+    n_opt = runs["final_loss"].shape[2]
+    peak, knob = np.full((len(METHODS), n_opt), np.nan), np.full((len(METHODS), n_opt), np.nan)
     for i, m in enumerate(METHODS):
-        values[i, : len(opts[m])] = opts[m]
-    data["option_value"] = (("method", "option"), values)
+        peak[i, : len(opts[m])] = [p for p, _ in opts[m]]
+        knob[i, : len(opts[m])] = [k for _, k in opts[m]]
+    data["option_peak"] = (("method", "option"), peak)
+    data["option_knob"] = (("method", "option"), knob)
     data["tuned_option"] = (("landscape", "method"), choice)
     data["eval_seed"] = (("seed",), (~tuning).astype(float))
     coords = {
@@ -381,23 +406,25 @@ def group_dataset(cfg: Config, su: Setup, curves: dict[str, np.ndarray]) -> xr.D
         "step": np.arange(0, su.steps + 1, su.record_every),
     }
     ds = xr.Dataset(data, coords=coords)
-    if "river_coord" in curves and su.names != ("bigram",):
-        ds = ds.assign(chord_hill=chord_prediction(cfg, su, curves["river_coord"], choice))
+    if su.entropy is None:
+        ds = ds.assign(chord_hill=chord_prediction(cfg, su, runs["river_coord"], choice))
     return ds
 
 
 def chord_prediction(cfg: Config, su: Setup, river: np.ndarray, choice: np.ndarray):
-    """The merge's chord term per valley and seed at its tuned window: ``lambda(s_bar) / 2
-    (sum_i c(s_i) / n - c(s_bar))^2`` over the checkpoints' recorded river coordinates
-    ``s_i`` (the checkpoints are records: their spacing is a multiple of ``record_every``)."""
+    """The merge's chord term per valley and seed at its tuned setting: ``lambda(s_bar) / 2
+    |sum_i c(s_i) / n - c(s_bar)|^2`` over the checkpoints' recorded river coordinates
+    ``s_i`` (``river``: ``(landscape, peak, seed, step)``; the checkpoints are records when
+    their spacing is a multiple of ``record_every``, else NaN)."""
     out = np.full((len(su.names), su.seeds), np.nan)
+    settings = options(cfg, su)["merge"]
     for li, name in enumerate(su.names):
-        fraction = cfg.fractions[int(choice[li, METHODS.index("merge")])]
+        peak, fraction = settings[int(choice[li, METHODS.index("merge")])]
         every = merge_every(cfg, su.steps, fraction)
         if every % su.record_every:
             continue
         step = every // su.record_every
-        s = river[li, :, ::-step][:, : cfg.merge_intervals + 1]  # (seed, checkpoint)
+        s = river[li, su.peaks.index(peak), :, ::-step][:, : cfg.merge_intervals + 1]
         member = valley(cfg, name)
         curve = np.asarray(jax.vmap(jax.vmap(member.river_curve))(jnp.asarray(s)))
         s_bar = s.mean(-1)
@@ -409,54 +436,42 @@ def chord_prediction(cfg: Config, su: Setup, river: np.ndarray, choice: np.ndarr
 
 
 def straight_theory(cfg: Config) -> dict[str, list[float]]:
-    """Exact expected hill loss on the straight river per method and option: the hill coordinate
-    is a 1-D noisy quadratic (curvature ``a``, noise ``sigma``, starting at 0 on the river)."""
+    """Exact expected hill loss on the straight river for every setting of every method but
+    schedule-free: the hill coordinate is a 1-D noisy quadratic (curvature ``a``, noise
+    ``sigma``, starting at 0 on the river) and every average is linear in the iterates."""
     member = valley(cfg, "straight")
     lam = np.asarray(member.curvatures)
     sigma = np.asarray(member.noise_std)[1:]
     su = valley_setup(cfg)
     steps = su.steps
     zero = np.zeros_like(lam)
+    last = np.eye(steps + 1)[-1]
 
-    def loss(rates, weights=None, batch_size=1.0):
-        if weights is None:
-            weights = np.eye(steps + 1)[-1]
+    def loss(schedule, weights=last, batch_size=1.0):
+        rates = schedules.rates(schedule, steps)
         moments = theory.averaged_sgd_quadratic_moments(
             lam, sigma, zero, zero, rates, weights, batch_size=batch_size
         )
         return float(theory.expected_quadratic_loss(lam, moments))
 
-    constant = np.asarray(
-        schedules.rates(schedules.constant(su.peak, warmup_steps=su.warmup), steps)
-    )
-    out: dict[str, list[float]] = {"constant": [loss(constant)]}
-    out["wsd"] = [
-        loss(
-            np.asarray(
-                schedules.rates(schedules.wsd(su.peak, steps, f, warmup_steps=su.warmup), steps)
-            )
-        )
-        for f in cfg.fractions
-    ]
-    out["ema"] = [
-        loss(constant, np.asarray(theory.average_weights(steps, ema_decay=d)))
-        for d in cfg.ema_decays
-    ]
-    out["merge"] = [
-        loss(
-            constant,
-            np.asarray(
-                theory.average_weights(
-                    steps,
-                    window=cfg.merge_intervals + 1,
-                    window_every=merge_every(cfg, steps, f),
-                )
-            ),
-        )
-        for f in cfg.fractions
-    ]
-    out["large_batch"] = [loss(constant, batch_size=float(cfg.batch_factor))]
-    return out
+    def constant(peak):
+        return schedules.constant(peak, warmup_steps=su.warmup)
+
+    def merge(fraction):
+        every = merge_every(cfg, steps, fraction)
+        return theory.average_weights(steps, window=cfg.merge_intervals + 1, window_every=every)
+
+    opts = options(cfg, su)
+    wsd = [schedules.wsd(p, steps, f, warmup_steps=su.warmup, final=0.0) for p, f in opts["wsd"]]
+    return {
+        "constant": [loss(constant(p)) for p, _ in opts["constant"]],
+        "wsd": [loss(s) for s in wsd],
+        "ema": [
+            loss(constant(p), theory.average_weights(steps, ema_decay=d)) for p, d in opts["ema"]
+        ],
+        "merge": [loss(constant(p), merge(f)) for p, f in opts["merge"]],
+        "large_batch": [loss(constant(p), batch_size=b) for p, b in opts["large_batch"]],
+    }
 
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
@@ -539,14 +554,15 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
             )
         )
         choice = part.tuned_option.values.astype(int)
-        values = part.option_value.values
+        peak, knob = part.option_peak.values, part.option_knob.values
         entry: dict = {
             "metric": metric,
             "n_eval_seeds": int((part.eval_seed.values == 1).sum()),
-            "tuned": {m: float(values[i, choice[i]]) for i, m in enumerate(METHODS)},
-            "options": {
-                m: [float(v) for v in values[i] if np.isfinite(v)] for i, m in enumerate(METHODS)
+            "tuned": {
+                m: {"peak": float(peak[i, choice[i]]), "knob": float(knob[i, choice[i]])}
+                for i, m in enumerate(METHODS)
             },
+            "settings_tried": {m: int(np.isfinite(peak[i]).sum()) for i, m in enumerate(METHODS)},
         }
         finals = {v: tuned_finals(part, v) for v in variables}
         entry["final"] = {
@@ -613,13 +629,13 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
 
 def table_lines(summary: dict) -> list[str]:
     """The table as Markdown: per landscape, every method at its tuned setting."""
-    setting = {
-        "constant": "rate {:.3g}",
-        "wsd": "decay over last {:.0%}",
-        "ema": "d = {:.4g}",
-        "merge": "last {:.0%}",
-        "schedule_free": "rate {:.3g}",
-        "large_batch": "x{:.0f} batch",
+    knob = {
+        "constant": "",
+        "wsd": ", decay over the last {:.1%}",
+        "ema": ", d = {:.4g}",
+        "merge": ", over the last {:.1%}",
+        "schedule_free": "",
+        "large_batch": ", x{:.0f} batch",
     }
     lines = []
     for name, entry in summary.items():
@@ -637,7 +653,9 @@ def table_lines(summary: dict) -> list[str]:
             "|---|---|---|---|---|---|---|",
         ]
         for m in METHODS:
-            cells = [METHOD_NAMES[m], setting[m].format(entry["tuned"][m])]
+            tuned = entry["tuned"][m]
+            setting = f"rate {tuned['peak']:.3g}" + knob[m].format(tuned["knob"])
+            cells = [METHOD_NAMES[m], setting]
             for v in (metric, "river_loss", "hill_loss"):
                 c = entry["final"][v][m]
                 cells.append(f"{c['mean']:.5f} +- {c['se']:.5f}")

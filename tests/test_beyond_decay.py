@@ -49,7 +49,7 @@ def test_merge_and_linear_decay_reach_the_same_river_coordinate_to_first_order()
     """Constant drift ``v`` per unit rate: the constant run is at ``s_t = v sum_{u<t} eta_u``;
     the merge's mean coordinate and the decay branch's final one differ by at most ``v eta``."""
     cfg = bd.config(False)
-    steps, peak, warmup = cfg.valley_steps, cfg.valley_peak, cfg.valley_warmup
+    steps, peak, warmup = cfg.valley_steps, cfg.valley_peaks[1], cfg.valley_warmup
     constant = np.asarray(schedules.rates(schedules.constant(peak, warmup_steps=warmup), steps))
     s_constant = np.concatenate([[0.0], np.cumsum(constant)])  # v = 1
     for fraction in cfg.fractions:
