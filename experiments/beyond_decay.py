@@ -4,61 +4,64 @@ r"""Beyond decay: does averaging, merging, schedule-free or a larger batch do wh
 
 The river-valley picture says a decay helps by removing the hill oscillation while keeping the
 river progress made at the high rate; anything else that removes the oscillation should help as
-much.  Methods, all at the same number of steps ``T`` and the same warmup, from the same high
-(peak) rate ``eta`` unless stated:
+much.  Methods, all for the same number of steps ``T`` after the same warmup:
 
-* **constant**: the rate stays at ``eta`` (the reference: no decay);
-* **WSD**: a linear decay to 0 over the last fraction ``f`` of the run, ``f`` tuned;
+* **constant**: the peak rate throughout (the reference: no decay);
+* **WSD**: a linear decay to 0 over the last fraction ``f`` of the run;
 * **EMA**: the exponential moving average of the constant-rate iterates
-  (``Optimizer.with_averaging(ema_decay=d)``), ``d`` tuned;
+  (``Optimizer.with_averaging(ema_decay=d)``);
 * **merge**: checkpoint merging (WSM): the mean of ``k + 1`` checkpoints of the constant-rate run
   saved every ``f T / k`` steps over its last fraction ``f`` (``with_averaging(window=k + 1,
-  window_every=f T / k)``), i.e. over exactly the window in which WSD's decay branch runs from
-  the same point: equal compute, no extra step; ``f`` tuned;
-* **schedule-free**: ``schedule_free_sgd`` / ``schedule_free_adamw`` at a constant rate after
-  the same warmup, evaluated at its averaged point ``x``; the rate tuned over multiples of
-  ``eta``;
-* **batch xM**: the constant rate with an ``M`` times larger minibatch (gradient-noise variance
-  ``/M``): the same steps, ``M`` times the gradient evaluations.
+  window_every=f T / k)``, ``k = 4``), i.e. over exactly the window in which WSD's decay branch
+  runs from the same point: equal compute, no extra step;
+* **schedule-free**: ``schedule_free_sgd`` / ``schedule_free_adamw`` at a constant rate after the
+  warmup, evaluated at its averaged point ``x``;
+* **larger batch**: the constant rate with an ``M = 4`` times larger minibatch (gradient-noise
+  variance ``/ M``): the same steps, ``M`` times the gradient evaluations.
 
-Each tuned knob is chosen on half of the seeds (the *tuning* seeds) by the mean final loss (the
-bigram toy: excess loss over its entropy floor), and every reported number comes from the other
-half (*evaluation* seeds).  All methods of a landscape use the same seeds and the runner's noise is
-counter-based, so the differences between methods are paired (common random numbers); EMA, merge
-and constant are even the same trajectory.  The table reports the final loss, river loss and hill
-loss (the landscape's decomposition, at the averaged point for EMA, merge and schedule-free), the
-paired difference to WSD with its z-score, and the *gain recovered*: ``(L_constant - L_method) /
-(L_constant - L_WSD)`` (1: as good as the tuned decay).
+Every method is tuned: the peak rate (a grid shared by all but schedule-free, which has its own)
+jointly with its knob (``f``, ``d``, or none), chosen on half of the seeds (the *tuning* seeds)
+by the mean final loss (the bigram toy: excess loss over its entropy floor); every reported
+number comes from the other half (*evaluation* seeds).  All methods use the same seeds and the
+runner's noise is counter-based, so differences between methods are paired (common random
+numbers); EMA, merge and constant at one rate are the same trajectory.  The table reports the
+final loss, river loss and hill loss (the landscape's decomposition, at the averaged point for
+EMA, merge and schedule-free), the paired difference to WSD with its z-score, and the *gain
+recovered* ``(L_constant - L_method) / (L_constant - L_WSD)`` (1: as good as the tuned decay;
+both constant and WSD at their tuned rates).
 
-Landscapes: the river-valley family (``landscapes.toy``, SGD, gradient noise ``sigma``), three
-members that differ only in how the river bends, ``c(s) = b sin(omega s)``: *straight* (``b = 0``),
-*toy* (the lab's toy, ``b = 0.15, omega = 1``) and *curved* (``b = 0.3, omega = 3``); and the bigram
-toy (``lm.bigram_table``, half the contexts determined, half uniform over ``k`` tokens, Adam).
+Landscapes: the river-valley family (``landscapes.toy``, SGD, gradient noise ``sigma = 0.3``,
+hill curvature 10), three members that differ only in how the river bends,
+``c(s) = b sin(omega s)``: *straight* (``b = 0``), *toy* (the lab's toy, ``b = 0.15``,
+``omega = 1``) and *curved* (``b = 0.3``, ``omega = 3``); and the bigram toy
+(``lm.bigram_table``, ``V = 64``, half the contexts determined, half uniform over 8 tokens,
+minibatches of 32, Adam).
 
-Theory checked here (see ``rivervalley.theory``):
+Theory checked here (``rivervalley.theory``):
 
-* *Straight river*: the hill coordinate is an exact 1-D noisy quadratic, and every average is
+* *Straight river*: the hill coordinate is an exact 1-D noisy quadratic and every average is
   linear in the iterates, so the expected hill loss of constant, WSD, EMA, merge and the larger
-  batch is exact (``theory.averaged_sgd_quadratic_moments``); the measured hill losses are compared
-  with it in standard errors.  To first order on a straight river with a constant drift, the
-  uniform average over the window ``[T - fT, T]`` and a linear decay to 0 over the same window
-  reach the same river coordinate ``s_{T - fT} + v f T / 2``.
-* *Curved river*: the average of points on a bent river lies inside the bend, off the river.  For
-  the valley's vertical split the averaged point's hill offset is exactly
-  ``sum_i w_i y_i - c(s_bar) = sum_i w_i delta_i + [sum_i w_i c(s_i) - c(s_bar)]`` (``delta_i``
-  the iterates' hill offsets): the noise average plus a *chord* term
-  ``~ c''(s_bar) Var_w(s) / 2`` set by how far the averaged iterates spread along the river
-  (drift and diffusion).  The predicted merge hill loss
-  ``lambda/2 (E[chord^2] + Var(noise average))`` uses the chord of the recorded checkpoints and the
-  straight river's exact noise term; the decay branch has no chord term (its iterate relaxes onto
-  the river where it is).
+  batch is exact (``theory.averaged_sgd_quadratic_moments``) and compared with the measured one
+  in standard errors.  To first order on a straight river with a constant drift, the uniform
+  average over ``[T - fT, T]`` and a linear decay to 0 over the same window reach the same river
+  coordinate ``s_{T - fT} + v f T / 2``.
+* *Curved river*: the average of points on a bent river lies inside the bend, off the river.
+  For the valley's vertical split the averaged point's hill offset is exactly
+  ``sum_i w_i delta_i + [sum_i w_i c(s_i) - c(s_bar)]`` (``delta_i`` the iterates' hill
+  offsets): the noise average plus a *chord* term ``~ c''(s_bar) Var_w(s) / 2`` set by how far
+  the averaged iterates spread along the river (drift and diffusion).  The predicted merge hill
+  loss ``lambda / 2 (E[chord^2] + Var(noise average))`` uses the chord of the recorded
+  checkpoints and the straight river's exact noise term; a decay branch has no chord term (its
+  iterate relaxes onto the river where it is).
 
-Outputs: ``beyond_decay.png`` / ``.pdf`` (per landscape: mean loss against step for every method at
-its tuned setting, and the final loss split into river and hill loss with 2-SE bars),
-``beyond_decay_table.md`` (the table), ``beyond_decay_summary.json`` (everything in the table, the
-tuned settings, the theory checks).
+Outputs: ``beyond_decay.png`` / ``.pdf`` (per landscape: mean loss over the second half of the
+run for every method at its tuned setting; the final loss split into river and hill loss with
+2-SE bars and the share of WSD's gain each method recovers), ``beyond_decay_table.md`` (the
+table), ``beyond_decay_summary.json`` (the table's numbers, tuned settings, theory checks).
 
-Runtime (2 cores): full ~3 min; ``--quick`` ~15 s.
+FINDINGS
+
+Runtime (2 cores): full RUNTIME; ``--quick`` ~20 s.
 """
 
 from __future__ import annotations
@@ -117,21 +120,23 @@ class Config:
     bigram: bool = True
     fractions: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)  # WSD decay / merge, of T
     merge_intervals: int = 4  # k: k + 1 checkpoints every f T / k steps
-    ema_decays: tuple[float, ...] = (0.9, 0.97, 0.99, 0.997, 0.999)
+    ema_decays: tuple[float, ...] = (0.8, 0.9, 0.97, 0.99, 0.997, 0.999, 0.9997)
     batch_factor: int = 4
     # the river valleys
     valley_steps: int = 4000
     valley_warmup: int = 100
-    valley_peaks: tuple[float, ...] = (0.05, 0.08, 0.1)  # stable: 2 / (a (1 + b^2 w^2)) = 0.11
-    valley_schedule_free_peaks: tuple[float, ...] = (0.04, 0.08, 0.12, 0.16, 0.24)
+    # SGD is stable below 2 / (a (1 + b^2 omega^2)): 0.2 (straight), 0.11 (curved); a diverged
+    # tuning run rules its setting out
+    valley_peaks: tuple[float, ...] = (0.05, 0.1, 0.15)
+    valley_schedule_free_peaks: tuple[float, ...] = (0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48)
     valley_noise: float = 0.3
     valley_seeds: int = 256
     valley_record_every: int = 25
     # the bigram toy
     bigram_steps: int = 4000
     bigram_warmup: int = 100
-    bigram_peaks: tuple[float, ...] = (0.02, 0.04, 0.08)
-    bigram_schedule_free_peaks: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16)
+    bigram_peaks: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16)
+    bigram_schedule_free_peaks: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16, 0.32)
     vocab_size: int = 64
     random_support: int = 8
     batch_size: int = 32
@@ -474,6 +479,33 @@ def straight_theory(cfg: Config) -> dict[str, list[float]]:
     }
 
 
+MERGE_COUNTS = (2, 3, 5, 9, 17, 33, 65)
+
+
+def merge_count_theory(cfg: Config, peak: float, fraction: float) -> dict[str, list[float]]:
+    """Exact expected hill loss on the straight river of merging ``n`` checkpoints evenly spread
+    over the last ``fraction`` of the constant-rate run (spacing ``round(f T / (n - 1))``), for
+    the ``n`` of ``MERGE_COUNTS`` that fit; with spacings beyond the hill's relaxation time
+    ``1 / (eta a)`` the checkpoints are nearly independent and the hill loss is about the noise
+    floor over ``n``."""
+    member = valley(cfg, "straight")
+    lam = np.asarray(member.curvatures)
+    sigma = np.asarray(member.noise_std)[1:]
+    steps = cfg.valley_steps
+    rates = schedules.rates(schedules.constant(peak, warmup_steps=cfg.valley_warmup), steps)
+    zero = np.zeros_like(lam)
+    counts, hills = [], []
+    for n in MERGE_COUNTS:
+        every = round(fraction * steps / (n - 1))
+        if every < 1:
+            break
+        weights = theory.average_weights(steps, window=n, window_every=every)
+        moments = theory.averaged_sgd_quadratic_moments(lam, sigma, zero, zero, rates, weights)
+        counts.append(n)
+        hills.append(float(theory.expected_quadratic_loss(lam, moments)))
+    return {"checkpoints": counts, "hill_loss": hills}
+
+
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
     parts = []
     if cfg.valleys:
@@ -596,6 +628,10 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
             m: bool(vs_wsd[metric][m]["z"] < Z_SUPPORT) for m in METHODS if m != "wsd"
         }
         if name == "straight" and theory_hill:
+            merge = entry["tuned"]["merge"]
+            entry["merge_checkpoint_count_theory"] = merge_count_theory(
+                cfg, merge["peak"], merge["knob"]
+            )
             check = {}
             for i, m in enumerate(METHODS):
                 if m not in theory_hill:
@@ -683,16 +719,16 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
             metric = summary[name]["metric"]
             ax = row[0]
             steps = part.step.values
+            late = steps >= steps[-1] / 2  # the second half, where decays and averages act
             for i, m in enumerate(METHODS):
                 curve = part[f"curve_{metric}"].values[i]
-                ax.plot(steps, curve, color=METHOD_COLORS[m], label=METHOD_NAMES[m], lw=1.3)
+                ax.plot(steps[late], curve[late], color=METHOD_COLORS[m], label=METHOD_NAMES[m])
             ax.set_yscale("log")
-            start = len(steps) // 4
-            finite = np.concatenate([part[f"curve_{metric}"].values[:, start:].ravel()])
-            finite = finite[np.isfinite(finite) & (finite > 0)]
-            if finite.size:
-                ax.set_ylim(finite.min() * 0.8, finite.max() * 1.25)
-            ax.set_xlabel("step")
+            shown = part[f"curve_{metric}"].values[:, late]
+            shown = shown[np.isfinite(shown) & (shown > 0)]
+            if shown.size:
+                ax.set_ylim(shown.min() * 0.8, min(shown.max(), 4 * shown.min()) * 1.25)
+            ax.set_xlabel("step (second half of the run)")
             unit = "excess loss $L - H$ (nats)" if metric == "excess_loss" else "loss $L(w)$"
             ax.set_ylabel(f"mean {unit}")
             ax.set_title(f"{LANDSCAPE_NAMES.get(name, name)}: tuned methods")
@@ -722,9 +758,14 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
                 capsize=3,
                 label="2 SE of the total",
             )
+            for xi, m in zip(x, METHODS, strict=True):
+                gain = summary[name]["gain_recovered"][m]["ratio"]
+                if m not in ("constant", "wsd") and np.isfinite(gain):
+                    top = total[xi]["mean"] + 2 * total[xi]["se"]
+                    ax.annotate(f"{gain:.0%}", (xi, top), ha="center", va="bottom", fontsize=7)
             ax.set_xticks(x, [METHOD_NAMES[m] for m in METHODS], rotation=20, fontsize=8)
             ax.set_ylabel(f"final {unit}")
-            ax.set_title("final loss split into river and hill")
+            ax.set_title("final loss = river + hill (labels: % of WSD's gain)")
             ax.legend(fontsize=8)
         fig.tight_layout()
         return save_figure(fig, out / "beyond_decay.png")
