@@ -81,6 +81,7 @@ from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import Landscape, RiverValley, toy
 from rivervalley.plotting import STYLE, save_figure
 from rivervalley.runner import sweep
+from rivervalley.stats import mean_se, paired_difference
 
 METHODS = ("constant", "wsd", "ema", "merge", "schedule_free", "large_batch")
 METHOD_NAMES = {
@@ -538,13 +539,6 @@ def _part(ds: xr.Dataset, name: str) -> xr.Dataset:
     return part.isel(step=np.flatnonzero(has_step))
 
 
-def _mean_se(x: np.ndarray) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        return float("nan"), float("nan")
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size))
-
-
 def tuned_finals(part: xr.Dataset, var: str) -> np.ndarray:
     """Evaluation-seed finals at each method's tuned option: ``(method, seed)``."""
     arr = part[f"final_{var}"].values  # (method, option, seed)
@@ -599,7 +593,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
         finals = {v: tuned_finals(part, v) for v in variables}
         entry["final"] = {
             v: {
-                m: dict(zip(("mean", "se"), _mean_se(finals[v][i]), strict=True))
+                m: dict(zip(("mean", "se"), mean_se(finals[v][i]), strict=True))
                 for i, m in enumerate(METHODS)
             }
             for v in variables
@@ -610,9 +604,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
         for v in (metric, "river_loss", "hill_loss"):
             vs_wsd[v] = {}
             for i, m in enumerate(METHODS):
-                mean, se = _mean_se(finals[v][i] - finals[v][wsd])
-                z = mean / se if se > 0 else float("nan")
-                vs_wsd[v][m] = {"diff": mean, "se": se, "z": z}
+                vs_wsd[v][m] = paired_difference(finals[v][i], finals[v][wsd])
         entry["minus_wsd"] = vs_wsd
         entry["gain_recovered"] = {
             m: dict(
@@ -637,7 +629,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
                 if m not in theory_hill:
                     continue
                 predicted = theory_hill[m][choice[i]]
-                mean, se = _mean_se(finals["hill_loss"][i])
+                mean, se = mean_se(finals["hill_loss"][i])
                 check[m] = {
                     "predicted": predicted,
                     "measured": mean,
@@ -649,8 +641,8 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
             chord = part.chord_hill.values[part.eval_seed.values == 1]
             i = METHODS.index("merge")
             noise = theory_hill.get("merge", [np.nan] * len(cfg.fractions))[choice[i]]
-            chord_mean, chord_se = _mean_se(chord)
-            hill, hill_se = _mean_se(finals["hill_loss"][i])
+            chord_mean, chord_se = mean_se(chord)
+            hill, hill_se = mean_se(finals["hill_loss"][i])
             entry["merge_chord"] = {
                 "chord_hill": chord_mean,
                 "chord_hill_se": chord_se,
