@@ -274,8 +274,9 @@ class Optimizer:
         Elementwise over the state, except the window ring buffer, which is always the new one:
         an update only writes the old ``latest`` (a finite, already accepted iterate) into its
         own slot, if it is a checkpoint, which the window mean reads from ``latest`` anyway, so
-        the new buffer with the old ``latest`` and ``count`` is the old window.  Selecting over the whole buffer instead
-        would copy ``W`` parameter vectors per update (measured: 5x slower at ``W = 200``)."""
+        the new buffer with the old ``latest`` and ``count`` is the old window.  Selecting over
+        the whole buffer instead would copy ``W`` parameter vectors per update (measured: 5x
+        slower at ``W = 200``)."""
 
         def where(o, n):
             return jnp.where(keep_old, o, n)

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     valley = river_valley(16, spectrum_exponent=1.0)
     batch = schedules.grid(schedules.wsd, {"peak": [0.02, 0.05, 0.1]}, total_steps=60)
     args = (valley, optimizers.sgd(momentum=0.5), batch)
-    kw = dict(seeds=7, steps=60, record_every=6, progress=False)  # 21 runs: padded to 24
+    kw = dict(seeds=7, steps=60, record_every=5, progress=False)  # 21 runs: padded to 24
     one = runner.sweep(*args, **kw)
     eight = runner.sweep(*args, devices=8, **kw)
     for name in one.data_vars:
