@@ -128,15 +128,15 @@ class Config:
     valley_warmup: int = 100
     # SGD is stable below 2 / (a (1 + b^2 omega^2)): 0.2 (straight), 0.11 (curved); a diverged
     # tuning run rules its setting out
-    valley_peaks: tuple[float, ...] = (0.05, 0.1, 0.15)
-    valley_schedule_free_peaks: tuple[float, ...] = (0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.48)
+    valley_peaks: tuple[float, ...] = (0.05, 0.1, 0.15, 0.19)
+    valley_schedule_free_peaks: tuple[float, ...] = (0.04, 0.08, 0.16, 0.24, 0.32, 0.48, 0.64, 0.96)
     valley_noise: float = 0.3
     valley_seeds: int = 256
     valley_record_every: int = 25
     # the bigram toy
     bigram_steps: int = 4000
     bigram_warmup: int = 100
-    bigram_peaks: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16)
+    bigram_peaks: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16, 0.32)
     bigram_schedule_free_peaks: tuple[float, ...] = (0.02, 0.04, 0.08, 0.16, 0.32)
     vocab_size: int = 64
     random_support: int = 8
