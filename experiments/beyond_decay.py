@@ -539,12 +539,33 @@ def _part(ds: xr.Dataset, name: str) -> xr.Dataset:
     return part.isel(step=np.flatnonzero(has_step))
 
 
-def tuned_finals(part: xr.Dataset, var: str) -> np.ndarray:
-    """Evaluation-seed finals at each method's tuned option: ``(method, seed)``."""
+def tuned_finals(part: xr.Dataset, var: str, choice: np.ndarray | None = None) -> np.ndarray:
+    """Evaluation-seed finals at each method's tuned setting (or at ``choice``, one setting per
+    method): ``(method, seed)``."""
     arr = part[f"final_{var}"].values  # (method, option, seed)
-    choice = part.tuned_option.values.astype(int)
+    if choice is None:
+        choice = part.tuned_option.values.astype(int)
     ev = part.eval_seed.values == 1
     return arr[np.arange(len(METHODS)), choice][:, ev]
+
+
+def same_peak_choice(part: xr.Dataset, metric: str) -> tuple[float, np.ndarray]:
+    """WSD's tuned peak rate and each method's setting at that rate with the best knob on the
+    tuning seeds (-1 where no setting at that rate stayed finite; schedule-free keeps its own
+    tuned rate): every method from the same high-rate trajectory, so the comparison isolates
+    how each one removes the oscillation from what it can do with another rate."""
+    final = part[f"final_{metric}"].values  # (method, option, seed)
+    peaks = part.option_peak.values
+    choice = part.tuned_option.values.astype(int).copy()
+    peak = float(peaks[METHODS.index("wsd"), choice[METHODS.index("wsd")]])
+    tuning = part.eval_seed.values == 0
+    for i, m in enumerate(METHODS):
+        if m == "schedule_free":
+            continue
+        mean = final[i][:, tuning].mean(-1)
+        mean = np.where(np.isclose(peaks[i], peak) & np.isfinite(mean), mean, np.inf)
+        choice[i] = int(np.argmin(mean)) if np.isfinite(mean).any() else -1
+    return peak, choice
 
 
 def gain_recovered(const: np.ndarray, method: np.ndarray, wsd: np.ndarray) -> tuple[float, float]:
@@ -616,6 +637,20 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
             )
             for i, m in enumerate(METHODS)
         }
+        peak_wsd, common = same_peak_choice(part, metric)
+        at_peak = tuned_finals(part, metric, np.maximum(common, 0))
+        at_peak[common < 0] = np.nan
+        entry["at_wsd_rate"] = {
+            "peak": peak_wsd,
+            "knob": {m: float(knob[i, common[i]]) for i, m in enumerate(METHODS)},
+            "final": {
+                m: dict(zip(("mean", "se"), mean_se(at_peak[i]), strict=True))
+                for i, m in enumerate(METHODS)
+            },
+            "minus_wsd": {
+                m: paired_difference(at_peak[i], at_peak[wsd]) for i, m in enumerate(METHODS)
+            },
+        }
         entry["matches_wsd"] = {  # not distinguishable from WSD at Z_SUPPORT SEs, or better
             m: bool(vs_wsd[metric][m]["z"] < Z_SUPPORT) for m in METHODS if m != "wsd"
         }
@@ -677,8 +712,8 @@ def table_lines(summary: dict) -> list[str]:
             f"{metric} compared (paired differences to WSD with z-scores).",
             "",
             f"| method | setting | {metric} | river loss | hill loss | {metric} - WSD (z) "
-            "| gain recovered |",
-            "|---|---|---|---|---|---|---|",
+            f"| gain recovered | at WSD's rate {entry['at_wsd_rate']['peak']:.3g}: - WSD (z) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for m in METHODS:
             tuned = entry["tuned"][m]
@@ -691,6 +726,8 @@ def table_lines(summary: dict) -> list[str]:
             cells.append("0" if m == "wsd" else f"{d['diff']:+.5f} ({d['z']:+.1f})")
             g = entry["gain_recovered"][m]
             cells.append(f"{g['ratio']:.0%} +- {g['se']:.0%}")
+            d = entry["at_wsd_rate"]["minus_wsd"][m]
+            cells.append("0" if m == "wsd" else f"{d['diff']:+.5f} ({d['z']:+.1f})")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
