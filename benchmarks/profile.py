@@ -74,10 +74,10 @@ import numpy as np
 import optax
 
 from rivervalley import noise, runner
-from rivervalley._pytree import pytree_dataclass
 from rivervalley.bench import Workload, _problem
 from rivervalley.landscapes.valley import RiverValley
 from rivervalley.numpy_reference import numpy_sweep
+from rivervalley.pytree import pytree_dataclass
 
 N_RECORDS = 10  # records of the sweep, as in ``rivervalley bench``
 SWEEP_AXES = (0, None, None)  # vmap axes of (landscape, optimizer, schedule) in the sweep

@@ -105,6 +105,7 @@ from rivervalley import lm, optimizers, schedules, theory
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import Landscape, RiverValley, toy
 from rivervalley.plotting import STYLE, save_figure
+from rivervalley.pytree import stack
 from rivervalley.runner import sweep
 from rivervalley.stats import mean_se, paired_difference
 
@@ -220,10 +221,6 @@ class Setup:
     entropy: float | None = None
 
 
-def _stack(items):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
-
-
 def valley(cfg: Config, name: str, batch_size: float = 1.0) -> RiverValley:
     bend = VALLEYS[name]
     return toy(
@@ -238,8 +235,8 @@ def valley_setup(cfg: Config) -> Setup:
     """The valley members as one batched landscape (one compiled program for all)."""
     return Setup(
         names=cfg.valleys,
-        landscape=_stack([valley(cfg, n) for n in cfg.valleys]),
-        landscapes=_stack([valley(cfg, n, b) for b in (1, cfg.batch_factor) for n in cfg.valleys]),
+        landscape=stack([valley(cfg, n) for n in cfg.valleys]),
+        landscapes=stack([valley(cfg, n, b) for b in (1, cfg.batch_factor) for n in cfg.valleys]),
         optimizer=optimizers.sgd(),
         schedule_free=optimizers.schedule_free_sgd(),
         steps=cfg.valley_steps,

@@ -45,10 +45,10 @@ import numpy as np
 import xarray as xr
 
 from rivervalley import optimizers, schedules, theory
-from rivervalley._pytree import as_float
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import noisy_quadratic
 from rivervalley.plotting import SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, save_figure
+from rivervalley.pytree import as_float
 from rivervalley.runner import sweep
 
 SCHEDULES = ("wsd", "cosine", "wsd_s")

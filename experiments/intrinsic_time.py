@@ -47,6 +47,7 @@ from rivervalley import flow, optimizers, schedules
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import RiverValley, toy
 from rivervalley.plotting import LABELS, SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, save_figure
+from rivervalley.pytree import stack
 from rivervalley.runner import sweep
 
 
@@ -126,11 +127,6 @@ def landscape_table(cfg: Config) -> list[tuple[str, float, float]]:
     b = cfg.reference_amplitude
     gd += [(b, w) for w in cfg.frequencies if (b, w) not in gd]
     return [("gd", b, w) for b, w in gd] + [("sgd", b, 1.0) for b in cfg.sgd_amplitudes]
-
-
-def stack(items):
-    """One batched pytree (batch axis 0) from unbatched ones of the same structure."""
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *items)
 
 
 def rate_table(cfg: Config, cases: list[tuple[str, float]], steps: int) -> np.ndarray:

@@ -67,10 +67,10 @@ import xarray as xr
 from matplotlib.ticker import NullFormatter
 
 from rivervalley import optimizers, schedules, theory
-from rivervalley._pytree import as_float
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import toy
 from rivervalley.plotting import STYLE, save_figure
+from rivervalley.pytree import as_float
 from rivervalley.runner import sweep
 
 START_NAMES = ("downstream", "upstream")

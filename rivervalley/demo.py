@@ -17,9 +17,9 @@ import xarray as xr
 from matplotlib.axes import Axes
 
 from rivervalley import optimizers, results, schedules
-from rivervalley._pytree import describe
 from rivervalley.landscapes import toy
 from rivervalley.plotting import LABELS, SCHEDULE_COLORS, STYLE, loss_panels, save_figure
+from rivervalley.pytree import describe
 from rivervalley.runner import sweep
 
 

@@ -60,8 +60,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rivervalley._pytree import array_field, as_float, batch_shape, pytree_dataclass, static_field
 from rivervalley.landscapes.base import Landscape
+from rivervalley.pytree import array_field, as_float, batch_shape, pytree_dataclass, static_field
 from rivervalley.validation import at_least, choice, require, within
 
 SCHEDULE_FREE = ("schedule_free_sgd", "schedule_free_adamw")

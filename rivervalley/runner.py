@@ -43,9 +43,9 @@ from tqdm import tqdm
 
 from rivervalley import __version__, hessian
 from rivervalley import checkpoint as checkpoint_io
-from rivervalley._pytree import batch_shape, batched_fields, broadcast_batch, describe
 from rivervalley.landscapes.base import Landscape
 from rivervalley.optimizers import Optimizer
+from rivervalley.pytree import batch_shape, batched_fields, broadcast_batch, describe
 from rivervalley.results import code_fingerprint
 from rivervalley.schedules import Schedule
 

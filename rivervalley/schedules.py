@@ -45,13 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rivervalley._pytree import (
+from rivervalley import pytree
+from rivervalley.pytree import (
     array_field,
     as_float,
     batch_shape,
     pytree_dataclass,
     static_field,
-    static_fields,
 )
 from rivervalley.validation import at_least, require, show, within
 
@@ -411,25 +411,12 @@ def _rate_table(schedule: Schedule, steps: int) -> jax.Array:
 
 
 def stack(schedules: Sequence[Schedule]) -> Schedule:
-    """One batched schedule (batch axis 0) from unbatched schedules of the same kind.
+    """One batched schedule (batch axis 0) from unbatched schedules of the same kind
+    (``rivervalley.pytree.stack``).
 
     Raises ``ValueError`` if the kinds, static fields (e.g. decay shape) or boundary counts differ.
     """
-    if not schedules:
-        raise ValueError("stack: need at least one schedule")
-    first = schedules[0]
-    for i, s in enumerate(schedules):
-        if type(s) is not type(first) or static_fields(s) != static_fields(first):
-            raise ValueError(
-                f"stack: schedule {i} is {type(s).__name__}{static_fields(s)}, expected "
-                f"{type(first).__name__}{static_fields(first)}; stack schedules of one kind"
-            )
-        if s.batch_shape:
-            raise ValueError(f"stack: schedule {i} is already batched {s.batch_shape}")
-    try:
-        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *schedules)
-    except ValueError as err:
-        raise ValueError(f"stack: field shapes differ between schedules ({err})") from None
+    return pytree.stack(schedules)
 
 
 def grid(factory: Callable[..., Schedule], sweep: Mapping[str, Sequence[Any]], **fixed) -> Schedule:

@@ -32,9 +32,9 @@ import numpy as np
 import pytest
 
 from rivervalley import optimizers, schedules, sweep, theory
-from rivervalley._pytree import as_float
 from rivervalley.landscapes import noisy_quadratic, river_valley, toy, weighted_l1
 from rivervalley.lm import BigramCorpus, bigram_table, factorized
+from rivervalley.pytree import as_float
 
 Z_MAX = 4.0
 SIZES = (1.0, 4.0, 16.0)

@@ -26,10 +26,10 @@ import pytest
 import xarray as xr
 
 from rivervalley import hessian, optimizers, schedules, sweep
-from rivervalley._pytree import describe
 from rivervalley.landscapes import RiverValley, river_valley, toy
 from rivervalley.numpy_reference import _grad as numpy_grad
 from rivervalley.numpy_reference import _loss as numpy_loss
+from rivervalley.pytree import describe
 
 
 def _points(dim: int, n: int = 32, seed: int = 0) -> np.ndarray:

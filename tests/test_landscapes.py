@@ -24,6 +24,7 @@ from rivervalley.landscapes import (
     river_valley,
     toy,
 )
+from rivervalley.pytree import stack
 
 EPS32 = float(np.finfo(np.float32).eps)
 Z_MAX = 4.0  # Monte-Carlo tolerance in standard errors (deterministic keys: no flakiness)
@@ -352,10 +353,10 @@ def test_batched_landscapes_have_a_batch_shape():
     a = noisy_quadratic([1.0, 0.1, 0.01], 0.2, 1.0)
     b = noisy_quadratic(power_law_spectrum(3, top=2.0), 0.5, -1.0)
     assert a.batch_shape == ()
-    both = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), a, b)
+    both = stack([a, b])
     assert isinstance(both, NoisyQuadratic)
     assert both.batch_shape == (2,)
     assert both.curvatures.shape == (2, 3)
-    valleys = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), toy(), toy(noise_std=0.0))
+    valleys = stack([toy(), toy(noise_std=0.0)])
     assert valleys.batch_shape == (2,)
     assert valleys.river == "softplus"

@@ -34,8 +34,8 @@ import numpy as np
 import pytest
 
 from rivervalley import optimizers, schedules, sweep, theory
-from rivervalley._pytree import as_float
 from rivervalley.landscapes import river_valley
+from rivervalley.pytree import as_float
 
 Z_MAX = 4.0
 CURVATURES = np.array([10.0, 2.0])

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rivervalley import noise
-from rivervalley._pytree import batch_shape
+from rivervalley.pytree import batch_shape
 from rivervalley.validation import at_least, finite, require
 
 

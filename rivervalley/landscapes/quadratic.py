@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rivervalley._pytree import array_field, as_float, pytree_dataclass
 from rivervalley.landscapes.base import GaussianNoiseLandscape, diagonal_decomposition
+from rivervalley.pytree import array_field, as_float, pytree_dataclass
 
 
 @pytree_dataclass(kw_only=False)

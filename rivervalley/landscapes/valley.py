@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rivervalley._pytree import array_field, as_float, pytree_dataclass, static_field
 from rivervalley.landscapes.base import Decomposition, GaussianNoiseLandscape
+from rivervalley.pytree import array_field, as_float, pytree_dataclass, static_field
 from rivervalley.validation import at_least, choice, finite, require
 
 RIVERS = ("softplus", "power")

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rivervalley import noise
-from rivervalley._pytree import array_field, pytree_dataclass, static_field
+from rivervalley.pytree import array_field, pytree_dataclass, static_field
 from rivervalley.validation import at_least, choice, require
 
 CLASS_KINDS = ("deterministic", "uniform", "zipf", "dirichlet")

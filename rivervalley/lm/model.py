@@ -52,10 +52,10 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from rivervalley import noise
-from rivervalley._pytree import array_field, child_field, pytree_dataclass, static_field
 from rivervalley.decompose import DEFAULT_RELAX_STEPS, by_relaxation
 from rivervalley.landscapes.base import Decomposition, Landscape
 from rivervalley.lm.data import BigramCorpus, FiniteCorpus
+from rivervalley.pytree import array_field, child_field, pytree_dataclass, static_field
 from rivervalley.validation import at_least, require
 
 

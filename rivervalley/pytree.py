@@ -1,4 +1,6 @@
-"""Frozen dataclasses registered as JAX pytrees, with batch-aware array fields.
+"""Frozen dataclasses registered as JAX pytrees, with batch-aware array fields: the building
+blocks of the lab's schedules, landscapes and optimizers, and of custom ones (see
+``notebooks/02_custom_landscape_and_schedule.ipynb``).
 
 Every numeric field of a schedule or landscape is an array *leaf*, so ``jax.vmap`` can batch over
 it; discrete choices (a decay shape, a river kind) are *static* fields that are part of the tree
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import jax
@@ -147,6 +149,29 @@ def broadcast_batch(obj: T, shape: tuple[int, ...]) -> T:
         base = leaf.shape[leaf.ndim - ndim :]
         updates[name] = jnp.broadcast_to(leaf, tuple(shape) + tuple(base))
     return dataclasses.replace(obj, **updates)  # type: ignore[type-var]
+
+
+def stack(items: Sequence[T]) -> T:
+    """One batched object (a new leading batch axis on every array field) from unbatched objects
+    of one type whose static fields agree, e.g. several landscapes swept in one compiled call.
+
+    Raises ``ValueError`` for no items, mixed types or static fields, an already batched item,
+    or array fields whose shapes differ between items."""
+    if not items:
+        raise ValueError("stack: need at least one item")
+    first = items[0]
+    for i, item in enumerate(items):
+        if type(item) is not type(first) or static_fields(item) != static_fields(first):
+            raise ValueError(
+                f"stack: item {i} is {type(item).__name__}{static_fields(item)}, expected "
+                f"{type(first).__name__}{static_fields(first)}; stack items of one kind"
+            )
+        if batch_shape(item):
+            raise ValueError(f"stack: item {i} is already batched {batch_shape(item)}")
+    try:
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
+    except ValueError as err:
+        raise ValueError(f"stack: field shapes differ between items ({err})") from None
 
 
 def map_arrays(fn: Callable[[jax.Array], jax.Array], obj: T) -> T:
