@@ -95,6 +95,7 @@ from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import toy
 from rivervalley.plotting import SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, save_figure
 from rivervalley.runner import sweep
+from rivervalley.stats import mean_se, paired_difference
 
 METHODS = ("wsd", "wsd_s", "cyclic_cosine", "cosine")
 LANDSCAPE_NAMES = {"river_valley": "river valley (toy, SGD)", "bigram": "bigram toy (Adam)"}
@@ -412,13 +413,6 @@ def _sel(ds: xr.Dataset, name: str) -> xr.Dataset:
     return part.isel(step=np.flatnonzero(has_step))
 
 
-def _mean_se(x: np.ndarray) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        return float("nan"), float("nan")
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size))
-
-
 def tuned_finals(part: xr.Dataset, var: str) -> np.ndarray:
     """Evaluation-seed checkpoints at each method's tuned peak: ``(method, budget, seed)``."""
     arr = part[f"final_{var}"].values  # (peak, method, budget, seed)
@@ -455,7 +449,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
             vals = tuned_finals(part, var)
             table[var] = {
                 m: [
-                    dict(zip(("mean", "se"), _mean_se(vals[i, k]), strict=True))
+                    dict(zip(("mean", "se"), mean_se(vals[i, k]), strict=True))
                     for k in range(vals.shape[1])
                 ]
                 for i, m in enumerate(METHODS)
@@ -466,9 +460,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
         for a, b in PAIRS:
             rows = []
             for k in range(vals.shape[1]):
-                diff = vals[METHODS.index(a), k] - vals[METHODS.index(b), k]
-                mean, se = _mean_se(diff)
-                rows.append({"diff": mean, "se": se, "z": mean / se if se > 0 else float("nan")})
+                rows.append(paired_difference(vals[METHODS.index(a), k], vals[METHODS.index(b), k]))
             pairs[f"{a}-{b}"] = rows
         entry["paired"] = pairs
         zs = {key: [r["z"] for r in rows] for key, rows in pairs.items()}
