@@ -331,21 +331,27 @@ def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.nda
         "progress": progress,
     }
 
-    def put(method, j, ds, prefix, shape, index):
-        """Store run block ``index`` of ``ds`` (runs as ``shape + (seed,)``) as setting ``j``
-        of ``method``; an average's excess loss is its loss minus the entropy floor."""
+    used = {f"{p}{v}" for p in ("", "ema_", "window_") for v in VARIABLES} | {"lr", "river_coord"}
+
+    def gridded(ds, shape):
+        """The variables ``put`` reads, as ``shape + (seed, step)``: reshaped once per sweep."""
+        return {name: _grid(ds, name, *shape) for name in used if name in ds}
+
+    def put(method, j, grids, prefix, index):
+        """Store run block ``index`` of a sweep's ``grids`` as setting ``j`` of ``method``; an
+        average's excess loss is its loss minus the entropy floor."""
         m = METHODS.index(method)
         for var in VARIABLES:
             name = f"{prefix}{var}"
-            if name in ds:
-                values = _grid(ds, name, *shape)[index]
+            if name in grids:
+                values = grids[name][index]
             elif var == "excess_loss" and su.entropy is not None:
-                values = _grid(ds, f"{prefix}loss", *shape)[index] - su.entropy
+                values = grids[f"{prefix}loss"][index] - su.entropy
             else:
                 continue
             out[f"final_{var}"][:, m, j] = values[..., -1]
             out[f"curve_{var}"][:, m, j] = values[:, evaluation].mean(1)
-        out["lr"][m, j] = _grid(ds, "lr", *shape)[index][0, 0]
+        out["lr"][m, j] = grids["lr"][index][0, 0]
 
     # the constant rates and every WSD decay, at batch sizes B and M B: one rate table
     lines = []
@@ -357,14 +363,14 @@ def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.nda
         ]
     table = schedules.tabulated(np.stack([schedules.rates(s, su.steps) for s in lines]))
     ds = sweep(su.landscapes, su.optimizer, table, **kwargs)
-    shape = (2 * n_land, 1, len(lines))
+    grids = gridded(ds, (2 * n_land, 1, len(lines)))
     small, large = slice(0, n_land), slice(n_land, 2 * n_land)
     for i in range(n_peaks):
         row = i * (1 + n_frac)
-        put("constant", i, ds, "", shape, np.s_[small, 0, row])
-        put("large_batch", i, ds, "", shape, np.s_[large, 0, row])
+        put("constant", i, grids, "", np.s_[small, 0, row])
+        put("large_batch", i, grids, "", np.s_[large, 0, row])
         for f in range(n_frac):
-            put("wsd", i * n_frac + f, ds, "", shape, np.s_[small, 0, row + 1 + f])
+            put("wsd", i * n_frac + f, grids, "", np.s_[small, 0, row + 1 + f])
     # EMA and merges of the constant-rate runs
     constant = schedules.constant(np.array(su.peaks), warmup_steps=su.warmup)
     n_ema = len(cfg.ema_decays)
@@ -375,21 +381,22 @@ def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.nda
             ema_decay=decays, window=cfg.merge_intervals + 1, window_every=every
         )
         ds = sweep(su.landscape, opt, constant, **kwargs)
-        shape = (n_land, n_ema if f == 0 else 1, n_peaks)
+        grids = gridded(ds, (n_land, n_ema if f == 0 else 1, n_peaks))
         for i in range(n_peaks):
-            put("merge", i * n_frac + f, ds, "window_", shape, np.s_[:, 0, i])
+            put("merge", i * n_frac + f, grids, "window_", np.s_[:, 0, i])
             if f == 0:
                 for e in range(n_ema):
-                    put("ema", i * n_ema + e, ds, "ema_", shape, np.s_[:, e, i])
+                    put("ema", i * n_ema + e, grids, "ema_", np.s_[:, e, i])
         if f == 0:
-            out["river_coord"] = _grid(ds, "river_coord", *shape)[:, 0]
+            out["river_coord"] = grids["river_coord"][:, 0]
     # schedule-free, one batch of rates
     rates = np.array(su.schedule_free_peaks)
     ds = sweep(
         su.landscape, su.schedule_free, schedules.constant(rates, warmup_steps=su.warmup), **kwargs
     )
+    grids = gridded(ds, (n_land, 1, len(rates)))
     for j in range(len(rates)):
-        put("schedule_free", j, ds, "", (n_land, 1, len(rates)), np.s_[:, 0, j])
+        put("schedule_free", j, grids, "", np.s_[:, 0, j])
     return out
 
 
@@ -463,24 +470,34 @@ def chord_prediction(cfg: Config, su: Setup, river: np.ndarray, choice: np.ndarr
     return ("landscape", "seed"), out
 
 
-def straight_theory(cfg: Config) -> dict[str, list[float]]:
-    """Exact expected hill loss on the straight river for every setting of every method but
-    schedule-free: the hill coordinate is a 1-D noisy quadratic (curvature ``a``, noise
-    ``sigma``, starting at 0 on the river) and every average is linear in the iterates."""
+def straight_hill_loss(
+    cfg: Config, schedule: schedules.Schedule, weights=None, batch_size: float = 1.0
+) -> float:
+    """Exact expected hill loss on the straight river after ``valley_steps`` updates at the
+    point ``sum_t w_t p_t`` (``weights``; default the last iterate): the hill coordinate is a
+    1-D noisy quadratic (curvature ``a``, noise ``sigma / sqrt(B)``, starting at 0 on the river)
+    and every average is linear in the iterates."""
     member = valley(cfg, "straight")
     lam = np.asarray(member.curvatures)
     sigma = np.asarray(member.noise_std)[1:]
+    steps = cfg.valley_steps
+    if weights is None:
+        weights = np.eye(steps + 1)[-1]
+    zero = np.zeros_like(lam)
+    rates = schedules.rates(schedule, steps)
+    moments = theory.averaged_sgd_quadratic_moments(
+        lam, sigma, zero, zero, rates, weights, batch_size=batch_size
+    )
+    return float(theory.expected_quadratic_loss(lam, moments))
+
+
+def straight_theory(cfg: Config) -> dict[str, list[float]]:
+    """``straight_hill_loss`` for every setting of every method but schedule-free."""
     su = valley_setup(cfg)
     steps = su.steps
-    zero = np.zeros_like(lam)
-    last = np.eye(steps + 1)[-1]
 
-    def loss(schedule, weights=last, batch_size=1.0):
-        rates = schedules.rates(schedule, steps)
-        moments = theory.averaged_sgd_quadratic_moments(
-            lam, sigma, zero, zero, rates, weights, batch_size=batch_size
-        )
-        return float(theory.expected_quadratic_loss(lam, moments))
+    def loss(schedule, weights=None, batch_size=1.0):
+        return straight_hill_loss(cfg, schedule, weights, batch_size)
 
     def constant(peak):
         return schedules.constant(peak, warmup_steps=su.warmup)
@@ -511,21 +528,16 @@ def merge_count_theory(cfg: Config, peak: float, fraction: float) -> dict[str, l
     the ``n`` of ``MERGE_COUNTS`` that fit; with spacings beyond the hill's relaxation time
     ``1 / (eta a)`` the checkpoints are nearly independent and the hill loss is about the noise
     floor over ``n``."""
-    member = valley(cfg, "straight")
-    lam = np.asarray(member.curvatures)
-    sigma = np.asarray(member.noise_std)[1:]
     steps = cfg.valley_steps
-    rates = schedules.rates(schedules.constant(peak, warmup_steps=cfg.valley_warmup), steps)
-    zero = np.zeros_like(lam)
+    constant = schedules.constant(peak, warmup_steps=cfg.valley_warmup)
     counts, hills = [], []
     for n in MERGE_COUNTS:
         every = round(fraction * steps / (n - 1))
         if every < 1:
             break
         weights = theory.average_weights(steps, window=n, window_every=every)
-        moments = theory.averaged_sgd_quadratic_moments(lam, sigma, zero, zero, rates, weights)
         counts.append(n)
-        hills.append(float(theory.expected_quadratic_loss(lam, moments)))
+        hills.append(straight_hill_loss(cfg, constant, weights))
     return {"checkpoints": counts, "hill_loss": hills}
 
 
