@@ -5,7 +5,8 @@ key data), the records so far, the number of records done, and a *fingerprint* o
 determines the result (configuration, chunking, package code).  It is written to a temporary file
 and renamed over the old one, so at any instant the file on disk is a complete, consistent
 checkpoint; a truncated or corrupted file fails the zip CRC check or the structure check and is
-ignored (the sweep starts afresh).
+ignored (the sweep starts afresh).  Like every file the lab writes, it gets the permissions the
+process's umask allows (``give_umask_permissions``), not the owner-only mode of ``mkstemp``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def default_path(fingerprint: str) -> Path | None:
     return None if folder is None else folder / f"sweep-{fingerprint[:24]}.npz"
 
 
+def give_umask_permissions(path: str | os.PathLike) -> None:
+    """Set ``path`` to the mode an ordinary ``open(path, "w")`` would have given it: ``0o666``
+    less the process's umask (``0o644`` under umask ``022``), instead of ``mkstemp``'s ``0o600``.
+
+    Call it on a temporary file before renaming it into place.  The umask can only be read by
+    setting it; it is set to ``0o077`` (so a file another thread creates in that instant is
+    private, never world-writable) and restored at once."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _is_key(leaf: Any) -> bool:
     return jnp.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key)
 
@@ -66,6 +79,7 @@ def save(path: str | os.PathLike, fingerprint: str, state: Any, records: dict, d
             np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
+        give_umask_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

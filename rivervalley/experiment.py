@@ -3,14 +3,14 @@
 An experiment provides ``compute(quick) -> Dataset`` (the expensive part, cached as netCDF keyed
 by its configuration) and ``plot(ds, out_dir) -> list[Path]`` (reads only the dataset).
 ``run_experiment`` parses ``--quick``, ``--out DIR`` and ``--no-progress``, reuses the cache only
-when the configuration, the script and the package code all match, and prints where the figures
-are.
+when the configuration and the meaning of the code (the script's and the package's: the AST
+without docstrings, so comment and docstring edits keep caches) all match, and prints where the
+figures are.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import sys
@@ -34,8 +34,10 @@ def cache_request(
     name: str, script: str | Path, cfg: Any, out: Path, *, quick: bool
 ) -> tuple[Path, dict[str, Any]]:
     """The cache file of an experiment and the key under which ``results.cached`` stores it: the
-    experiment's name, its full configuration and the SHA-256 of its script."""
-    script_hash = hashlib.sha256(Path(script).read_bytes()).hexdigest()
+    experiment's name, its full configuration and the meaning of its script
+    (``results.source_meaning_hash``: comment and docstring edits keep the key)."""
+    script = Path(script)
+    script_hash = results.source_meaning_hash([script], root=script.parent)
     key = {"experiment": name, "config": _config_dict(cfg), "script": script_hash}
     return out / f"{name}_{'quick' if quick else 'full'}.nc", key
 

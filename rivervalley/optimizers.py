@@ -1,26 +1,47 @@
-r"""Named optax optimizers whose learning rate comes from a schedule.
+r"""Optimizers for ``sweep``: any optax transformation, with sweepable hyperparameters.
 
-An ``Optimizer`` is a pytree: its numeric hyperparameters (momentum, Adam's betas and epsilon,
-weight decay, the EMA decay of iterate averaging) are array leaves, so ``sweep`` can batch over
-them like over schedule fields; its family, the gradient oracle it uses and whether it averages
-iterates are static.
+An ``Optimizer`` is a pytree holding a *factory* ``f(learning_rate, **hyperparams) ->
+optax.GradientTransformation`` (static: part of the compiled program) and the hyperparameters
+to pass it (array leaves: ``sweep`` batches over them with ``vmap``, one compile for all
+values; a new value of the same shape reuses the compiled program).  ``sweep`` calls the
+factory inside the vmapped run with the run's schedule as ``learning_rate`` and the run's
+hyperparameters as traced scalars.  Any optax optimizer, chain or ``optax.contrib``
+transformation whose hyperparameters enter as numbers (not Python branches) works::
 
-=======================  ==================================================  ===================
-name                      update (``g``: gradient, ``eta_t``: schedule)        gradient
-=======================  ==================================================  ===================
-``gd``                    ``w <- w - eta_t g``                                exact ``grad(w)``
-``sgd``                   ``w <- w - eta_t g`` or, with heavy-ball momentum    ``stochastic_grad``
-                          ``m <- beta m + g; w <- w - eta_t m``
-``adam``                  optax's Adam, bias-corrected, ``w <- w - eta_t u``  ``stochastic_grad``
-``schedule_free_sgd``     schedule-free SGD (Defazio et al. 2024), below       ``stochastic_grad``
-                                                                              (``exact=True``:
-                                                                              ``grad``)
-``schedule_free_adamw``   schedule-free AdamW, below                           as above
-=======================  ==================================================  ===================
+    def clipped_adamw(learning_rate, b1, weight_decay):
+        return optax.chain(
+            optax.clip_by_global_norm(1.0),
+            optax.adamw(learning_rate, b1=b1, weight_decay=weight_decay),
+        )
+    opt = optimizers.from_optax(clipped_adamw, b1=[0.9, 0.95], weight_decay=[0.0, 0.1])
+    ds = rv.sweep(valley, opt, schedules.wsd(0.01, 4000), seeds=64, steps=4000)
+    ds.loss.sel(b1=0.95, weight_decay=0.1).mean("seed")
 
-The update rules are optax's own (``optax.sgd``, ``optax.adam``,
-``optax.contrib.schedule_free_sgd``, ``optax.contrib.schedule_free_adamw``) with the schedule
-passed as their ``learning_rate``.
+A list given for a hyperparameter spans its own batch axis (dims ``b1`` and ``weight_decay``
+above: a 2 x 2 grid).  The factory is static and compared by identity: define it once (a
+module-level function, or one ``functools.partial``), not anew per sweep.  An already built
+``optax.GradientTransformation`` (``optax.sgd(0.1)``) runs as it is, with its own learning
+rate, in a sweep without a schedule (``schedule=None``).
+
+Whether a run sees the exact or a stochastic gradient is a property of the run
+(``sweep(..., gradient="exact")`` is full-batch gradient descent for ``sgd()``), not of the
+optimizer.
+
+The lab's named optimizers are thin constructors over ``from_optax``:
+
+=======================  ======================================================  =============
+name                      update (``g``: gradient, ``eta_t``: schedule)            swept
+=======================  ======================================================  =============
+``sgd``                   ``w <- w - eta_t g`` or, with heavy-ball momentum        ``momentum``
+                          ``m <- beta m + g; w <- w - eta_t m`` (optax.sgd)
+``adam``                  optax's Adam, bias-corrected, ``w <- w - eta_t u``      ``b1, b2, eps``
+``adamw``                 optax's AdamW: Adam plus ``- eta_t lambda w``            and
+                                                                                  ``weight_decay``
+``lion``                  optax's Lion: ``w <- w - eta_t (sign(c) + lambda w)``    ``b1, b2,
+                                                                                  weight_decay``
+``schedule_free_sgd``     schedule-free SGD (Defazio et al. 2024), below           ``b1, ...``
+``schedule_free_adamw``   schedule-free AdamW, below                               as above
+=======================  ======================================================  =============
 
 **Schedule-free** optimizers keep three sequences: the gradient point ``y`` (the ``params`` that
 ``sweep`` steps and checks for divergence), the base iterate ``z`` and the evaluation point
@@ -42,7 +63,7 @@ decomposition at ``x = eval_params(...)`` and the gradient point's loss as ``y_l
 Schedule-free is meant to run *without* a decay: use ``schedules.constant(peak,
 warmup_steps=...)`` (warmup, then constant); the averaging in ``x`` replaces the decay.
 
-**Iterate averaging** (``Optimizer.with_averaging``) adds, on top of any family, an exponential
+**Iterate averaging** (``with_averaging``) adds, on top of any family, an exponential
 moving average and/or a uniform window average of the reported iterate ``p_t`` (the params, or
 ``x_t`` for schedule-free); ``sweep`` records their losses next to the raw iterate's (see
 ``Optimizer.averages``).  A window with a stride ``window_every = k > 1`` averages checkpoints
@@ -54,19 +75,25 @@ the recorded iterates).
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from rivervalley.landscapes.base import Landscape
-from rivervalley.pytree import array_field, as_float, batch_shape, pytree_dataclass, static_field
-from rivervalley.validation import at_least, choice, require, within
+from rivervalley.pytree import as_float, batch_shape, mapping_field, pytree_dataclass, static_field
+from rivervalley.validation import at_least, finite, require, within
 
 SCHEDULE_FREE = ("schedule_free_sgd", "schedule_free_adamw")
-OPTIMIZERS = ("gd", "sgd", "adam", *SCHEDULE_FREE)
+OPTIMIZERS = ("sgd", "adam", "adamw", "lion", *SCHEDULE_FREE)
 AVERAGES = ("ema", "window")  # names of the iterate averages, prefixes of their recorded losses
+AVERAGING_FIELDS = ("ema_decay",)  # hyperparameters consumed by the averaging, not the factory
+
+Factory = Callable[..., optax.GradientTransformation]
+EvalParams = Callable[[Any, Any], Any]
 
 
 class AveragingState(NamedTuple):
@@ -88,35 +115,32 @@ class AveragingState(NamedTuple):
 
 @pytree_dataclass
 class Optimizer:
-    """An optimizer family with its hyperparameters; build it with ``gd``, ``sgd``, ``adam``,
-    ``schedule_free_sgd`` or ``schedule_free_adamw``, optionally followed by
-    ``.with_averaging(...)``.
+    """An optax optimizer for ``sweep``: build it with ``from_optax`` (any factory), a lab
+    constructor (``sgd``, ``adam``, ``adamw``, ``lion``, ``schedule_free_sgd``,
+    ``schedule_free_adamw``), ``fixed`` (a built transformation), then optionally
+    ``with_averaging``.
 
-    Array fields (sweepable): ``momentum`` (heavy ball), ``b1`` (Adam's first-moment decay, or
-    schedule-free's interpolation ``b1``), ``b2``, ``eps``, ``weight_decay`` and
-    ``weight_lr_power`` (schedule-free), ``ema_decay`` (the EMA's ``d``).  Static:
-    ``name``, ``stochastic``, ``use_momentum``, ``nesterov``, ``track_ema``,
-    ``average_window`` (``W``; 0: no window average) and ``window_every`` (its stride ``k``)."""
+    Static: ``name`` (the label stored with results), ``factory`` (``factory(learning_rate,
+    **hyperparams)``, or a built ``optax.GradientTransformation`` when ``fixed``),
+    ``eval_params`` (``(inner_state, params) -> reported point``, e.g. schedule-free's ``x``;
+    ``None``: the params), ``checks`` (the ranges the hyperparameters must lie in), the
+    averaging switches ``track_ema``, ``average_window`` (``W``; 0: none) and ``window_every``
+    (``k``).  Array leaves: ``hyperparams`` (sweepable; ``ema_decay`` belongs to averaging)."""
 
     name: str = static_field()
-    stochastic: bool = static_field()
-    use_momentum: bool = static_field(default=False)
-    nesterov: bool = static_field(default=False)
+    factory: Any = static_field()
+    hyperparams: dict[str, jax.Array] = mapping_field(default_factory=dict)
+    fixed: bool = static_field(default=False)
+    eval_params_fn: EvalParams | None = static_field(default=None)
+    checks: tuple[tuple[str, str], ...] = static_field(default=())
     track_ema: bool = static_field(default=False)
     average_window: int = static_field(default=0)
     window_every: int = static_field(default=1)
-    momentum: jax.Array = array_field(default=0.0)
-    b1: jax.Array = array_field(default=0.9)
-    b2: jax.Array = array_field(default=0.999)
-    eps: jax.Array = array_field(default=1e-8)
-    weight_decay: jax.Array = array_field(default=0.0)
-    weight_lr_power: jax.Array = array_field(default=2.0)
-    ema_decay: jax.Array = array_field(default=0.0)
 
     @property
     def schedule_free(self) -> bool:
-        """Whether this is a schedule-free family (reported point ``x`` differs from params)."""
-        return self.name in SCHEDULE_FREE
+        """Whether the reported point differs from the params (schedule-free's ``x``)."""
+        return self.eval_params_fn is not None
 
     @property
     def averaging(self) -> bool:
@@ -124,23 +148,23 @@ class Optimizer:
         return self.track_ema or self.average_window > 0
 
     def validate(self) -> Optimizer:
-        """Check the family name and hyperparameters: momentum and betas in [0, 1) (schedule-free
-        ``b1`` in (0, 1]), eps > 0, weight decay and ``weight_lr_power`` >= 0, ``ema_decay`` in
-        [0, 1), ``average_window`` an integer >= 0 (>= 1 once set by ``with_averaging``),
-        ``window_every`` an integer >= 1."""
-        choice("optimizer", "name", self.name, OPTIMIZERS)
+        """Check the hyperparameters: every one finite, each within its range in ``checks``
+        (``unit``: [0, 1), ``unit_closed_open``... see ``RANGES``), ``ema_decay`` in [0, 1),
+        the window ``W`` an integer >= 0 and its stride ``k`` an integer >= 1."""
         batch_shape(self)
-        fields = ("momentum", "b2", "ema_decay") + (() if self.schedule_free else ("b1",))
-        for field in fields:
-            value = getattr(self, field)
-            ok = within(self.name, field, value, 0.0, 1.0) < 1.0
-            require(ok, self.name, field, value, "in [0, 1)")
-        if self.schedule_free:
-            ok = within(self.name, "b1", self.b1, 0.0, 1.0) > 0.0
-            require(ok, self.name, "b1", self.b1, "in (0, 1]")
-        at_least(self.name, "eps", self.eps, 0.0, strict=True)
-        at_least(self.name, "weight_decay", self.weight_decay, 0.0)
-        at_least(self.name, "weight_lr_power", self.weight_lr_power, 0.0)
+        if not self.fixed and not callable(self.factory):
+            raise ValueError(
+                f"optimizer {self.name!r}: factory must be callable as "
+                f"factory(learning_rate, **hyperparams), got {self.factory!r}"
+            )
+        for key, value in self.hyperparams.items():
+            finite(self.name, key, value)
+        for key, rule in self.checks:
+            if key in self.hyperparams:
+                RANGES[rule](self.name, key, self.hyperparams[key])
+        if self.track_ema:
+            ok = within(self.name, "ema_decay", self.hyperparams["ema_decay"], 0.0, 1.0) < 1.0
+            require(ok, self.name, "ema_decay", self.hyperparams["ema_decay"], "in [0, 1)")
         window = self.average_window
         ok = isinstance(window, int) and not isinstance(window, bool) and window >= 0
         require(ok, self.name, "average_window", window, "an integer >= 0 (0: no window)")
@@ -156,87 +180,36 @@ class Optimizer:
         *,
         window_every: int = 1,
     ) -> Optimizer:
-        """This optimizer, also tracking averages of its reported iterate ``p_t`` (the params;
-        for schedule-free the evaluation point ``x_t``), both warm-started at ``p_0``:
+        """This optimizer wrapped by iterate averaging (``with_averaging``)."""
+        return with_averaging(self, ema_decay, window, window_every=window_every)
 
-        - ``ema_decay = d`` (in [0, 1); an array leaf, sweepable): the exponential moving
-          average ``e_0 = p_0``, ``e_{t+1} = d e_t + (1 - d) p_{t+1}`` (``d = 0``: the iterate);
-        - ``window = W`` (an integer >= 1; static): the uniform mean of the last
-          ``min(W, t + 1)`` iterates ``p_{t-W+1}, ..., p_t`` (fewer at the start: all so far).
-          Kept exactly as a ring buffer of the last ``W`` iterates (``W`` parameter copies per
-          run, one slot written per update; the mean is summed only when recorded), not as a
-          running sum, whose add-new / subtract-oldest updates would drift in floating point
-          and would need the buffer anyway to know the oldest iterate;
-        - ``window_every = k`` (an integer >= 1; static; only with ``window``): the window holds
-          checkpoints saved every ``k`` steps instead of every iterate, and its mean at step
-          ``t`` is that of the last ``min(W, floor(t / k) + 1)`` checkpoints ``p_s``, ``s`` a
-          multiple of ``k``, ``s <= t``: *checkpoint merging* of the last ``W`` checkpoints.
-          With ``k`` equal to the sweep's ``record_every`` the checkpoints are the recorded
-          iterates, and the recorded ``window_*`` at a record step ``t`` is the merge of the
-          records at ``t, t - k, ..., t - (W - 1) k``.
-
-        ``sweep`` then records ``ema_loss``, ``ema_river_loss``, ``ema_hill_loss`` and
-        ``window_loss``, ``window_river_loss``, ``window_hill_loss``: the landscape's loss and
-        decomposition at the averages.  The averages live in the optimizer state, so a diverged
-        run's are frozen with its parameters.  Without averaging the optimizer (and the compiled
-        program) is unchanged."""
-        if ema_decay is None and window is None:
-            raise ValueError(f"{self.name}.with_averaging: give ema_decay, window or both")
-        if window is not None:
-            ok = isinstance(window, int) and not isinstance(window, bool) and window >= 1
-            require(ok, self.name, "average_window", window, "an integer >= 1")
-        elif window_every != 1:
-            raise ValueError(f"{self.name}.with_averaging: window_every needs a window")
-        return dataclasses.replace(
-            self,  # type: ignore[arg-type]
-            track_ema=ema_decay is not None,
-            average_window=0 if window is None else int(window),
-            window_every=window_every,
-            ema_decay=as_float(0.0 if ema_decay is None else ema_decay),
-        ).validate()
-
-    def _base(self, learning_rate: Any) -> optax.GradientTransformation:
-        if self.name in ("gd", "sgd"):
-            momentum = self.momentum if self.use_momentum else None
-            return optax.sgd(learning_rate, momentum=momentum, nesterov=self.nesterov)
-        if self.name == "adam":
-            return optax.adam(learning_rate, b1=self.b1, b2=self.b2, eps=self.eps)
-        if self.name == "schedule_free_sgd":
-            return optax.contrib.schedule_free_sgd(
-                learning_rate,
-                b1=self.b1,
-                weight_decay=self.weight_decay,
-                weight_lr_power=self.weight_lr_power,
-            )
-        if self.name == "schedule_free_adamw":
-            return optax.contrib.schedule_free_adamw(
-                learning_rate,
-                b1=self.b1,
-                b2=self.b2,
-                eps=self.eps,
-                weight_decay=self.weight_decay,
-                weight_lr_power=self.weight_lr_power,
-            )
-        raise ValueError(f"optimizer: unknown name {self.name!r}; allowed: {OPTIMIZERS}")
+    def base(self, learning_rate: Any) -> optax.GradientTransformation:
+        """The optax transformation without averaging: ``factory(learning_rate,
+        **hyperparams)`` (a ``fixed`` one as it was built, ``learning_rate`` ignored)."""
+        if self.fixed:
+            return self.factory
+        hyper = {k: v for k, v in self.hyperparams.items() if k not in AVERAGING_FIELDS}
+        return self.factory(learning_rate, **hyper)
 
     def transform(self, learning_rate: Any) -> optax.GradientTransformation:
         """The optax transformation with ``learning_rate`` (a float or a schedule); wrapped by
         the averaging of ``with_averaging`` when that is on (its state: ``AveragingState``)."""
-        base = self._base(learning_rate)
+        base = self.base(learning_rate)
         if not self.averaging:
             return base
         return _averaging(self, base)
 
-    def _inner_state(self, opt_state: Any) -> Any:
-        return opt_state.inner if self.averaging else opt_state
+    def report_inner(self, inner_state: Any, params: Any) -> Any:
+        """The reported point from the wrapped optimizer's own state and the params."""
+        if self.eval_params_fn is None:
+            return params
+        return self.eval_params_fn(inner_state, params)
 
     def eval_params(self, opt_state: Any, params: Any) -> Any:
         """The reported iterate: ``params`` itself, or for schedule-free the evaluation point
         ``x = (y - (1 - b1) z) / b1`` (``optax.contrib.schedule_free_eval_params``)."""
-        if not self.schedule_free:
-            return params
-        inner = self._inner_state(opt_state)
-        return optax.contrib.schedule_free_eval_params(inner, params)
+        inner = opt_state.inner if self.averaging else opt_state
+        return self.report_inner(inner, params)
 
     def averages(self, opt_state: Any) -> dict[str, Any]:
         """The tracked iterate averages, by name (``ema``, ``window``; empty without averaging):
@@ -286,11 +259,140 @@ class Optimizer:
         rest = jax.tree_util.tree_map(where, old._replace(window=None), new._replace(window=None))
         return rest._replace(window=new.window)
 
-    def gradient(self, landscape: Landscape, w: Any, key: jax.Array) -> Any:
-        """The gradient this optimizer sees: exact for GD, stochastic otherwise."""
-        if self.stochastic:
-            return landscape.stochastic_grad(w, key)
-        return landscape.grad(w)
+
+def _unit(owner: str, field: str, value: Any) -> None:
+    ok = within(owner, field, value, 0.0, 1.0) < 1.0
+    require(ok, owner, field, value, "in [0, 1)")
+
+
+def _unit_open_closed(owner: str, field: str, value: Any) -> None:
+    ok = within(owner, field, value, 0.0, 1.0) > 0.0
+    require(ok, owner, field, value, "in (0, 1]")
+
+
+RANGES: dict[str, Callable[[str, str, Any], Any]] = {
+    "unit": _unit,  # [0, 1): momenta, betas
+    "unit_open_closed": _unit_open_closed,  # (0, 1]: schedule-free's interpolation b1
+    "positive": functools.partial(at_least, low=0.0, strict=True),  # eps
+    "non_negative": functools.partial(at_least, low=0.0),  # weight decay, powers
+}
+
+
+def _grid_hyperparams(hyperparams: dict[str, Any], grid: bool) -> dict[str, jax.Array]:
+    """Hyperparameters as float arrays; with ``grid``, the i-th list-valued one (1-d) on its own
+    batch axis i, so several lists span their Cartesian product."""
+    values = {k: np.asarray(v, dtype=float) for k, v in hyperparams.items()}
+    swept = [k for k, v in values.items() if v.ndim == 1] if grid else []
+    for i, key in enumerate(swept):
+        shape = [1] * len(swept)
+        shape[i] = values[key].shape[0]
+        values[key] = values[key].reshape(shape)
+    return {k: as_float(v) for k, v in values.items()}
+
+
+def from_optax(
+    factory: Factory,
+    *,
+    name: str | None = None,
+    eval_params: EvalParams | None = None,
+    grid: bool = True,
+    checks: tuple[tuple[str, str], ...] = (),
+    **hyperparams: Any,
+) -> Optimizer:
+    """An optimizer from any optax factory ``factory(learning_rate, **hyperparams)``.
+
+    ``hyperparams`` are numbers or arrays (sweepable: batched by ``vmap``, one compile for all
+    values); with ``grid`` each list-valued one spans its own batch axis (their Cartesian
+    product), without it they broadcast together (zipped).  ``name`` labels results (default:
+    the factory's ``__name__``); ``eval_params(opt_state, params)`` gives the point to report
+    when it is not the params (``optax.contrib.schedule_free_eval_params``); ``checks`` pairs
+    hyperparameter names with a range of ``RANGES``.  Fixed non-numeric settings belong in the
+    factory (``functools.partial(optax.sgd, nesterov=True)``)."""
+    if isinstance(factory, optax.GradientTransformation):
+        raise TypeError(
+            "from_optax: give a factory such as optax.adamw (called with the schedule as its "
+            "learning_rate), not a built transformation; run a built one with fixed(...)"
+        )
+    if not callable(factory):
+        raise TypeError(f"from_optax: factory must be callable, got {factory!r}")
+    label = name or getattr(factory, "__name__", None) or type(factory).__name__
+    return Optimizer(
+        name=str(label),
+        factory=factory,
+        hyperparams=_grid_hyperparams(hyperparams, grid),
+        eval_params_fn=eval_params,
+        checks=tuple(checks),
+    ).validate()
+
+
+def fixed(transformation: optax.GradientTransformation, *, name: str = "optax") -> Optimizer:
+    """A built optax transformation run as it is, its learning rate included (``optax.sgd(0.1)``,
+    or one with an optax schedule inside): for ``sweep(..., schedule=None)``."""
+    if not isinstance(transformation, optax.GradientTransformation):
+        raise TypeError(f"fixed: need an optax.GradientTransformation, got {transformation!r}")
+    return Optimizer(name=name, factory=transformation, fixed=True).validate()
+
+
+def as_optimizer(value: Any, component: str = "optimizer") -> Optimizer:
+    """``value`` as an ``Optimizer``: itself, a built ``optax.GradientTransformation`` (``fixed``)
+    or an optax factory without hyperparameters (``from_optax``)."""
+    if isinstance(value, Optimizer):
+        return value
+    if isinstance(value, optax.GradientTransformation):
+        return fixed(value)
+    if callable(value) and not hasattr(value, "loss"):
+        return from_optax(value)
+    raise TypeError(
+        f"{component}: need an optimizer (rivervalley.optimizers, an optax factory such as "
+        f"optax.adamw, or a built optax.GradientTransformation), got {type(value).__name__}"
+    )
+
+
+def with_averaging(
+    optimizer: Any,
+    ema_decay: float | None = None,
+    window: int | None = None,
+    *,
+    window_every: int = 1,
+) -> Optimizer:
+    """Any optimizer, also tracking averages of its reported iterate ``p_t`` (the params;
+    for schedule-free the evaluation point ``x_t``), both warm-started at ``p_0``:
+
+    - ``ema_decay = d`` (in [0, 1); a hyperparameter, sweepable: a list spans a dim
+      ``ema_decay``): the exponential moving average ``e_0 = p_0``,
+      ``e_{t+1} = d e_t + (1 - d) p_{t+1}`` (``d = 0``: the iterate);
+    - ``window = W`` (an integer >= 1; static): the uniform mean of the last ``min(W, t + 1)``
+      iterates ``p_{t-W+1}, ..., p_t`` (fewer at the start: all so far), kept exactly as a ring
+      buffer of the last ``W`` iterates (``W`` parameter copies per run, one slot written per
+      update; the mean is summed only when recorded), not as a running sum, whose
+      add-new / subtract-oldest updates would drift in floating point;
+    - ``window_every = k`` (an integer >= 1; static; only with ``window``): the window holds
+      checkpoints saved every ``k`` steps, and its mean at step ``t`` is that of the last
+      ``min(W, floor(t / k) + 1)`` checkpoints ``p_s``, ``s`` a multiple of ``k``, ``s <= t``:
+      *checkpoint merging* of the last ``W`` checkpoints.  With ``k`` equal to the sweep's
+      ``record_every`` the checkpoints are the recorded iterates.
+
+    ``sweep`` then records ``ema_loss``, ``ema_river_loss``, ``ema_hill_loss`` and
+    ``window_loss``, ``window_river_loss``, ``window_hill_loss``.  The averages live in the
+    optimizer state, so a diverged run's are frozen with its parameters."""
+    opt = as_optimizer(optimizer)
+    if ema_decay is None and window is None:
+        raise ValueError(f"{opt.name}.with_averaging: give ema_decay, window or both")
+    if window is not None:
+        ok = isinstance(window, int | np.integer) and not isinstance(window, bool) and window >= 1
+        require(ok, opt.name, "average_window", window, "an integer >= 1")
+    elif window_every != 1:
+        raise ValueError(f"{opt.name}.with_averaging: window_every needs a window")
+    hyper = dict(opt.hyperparams)
+    if ema_decay is not None:
+        hyper |= _grid_hyperparams({"ema_decay": ema_decay}, grid=False)
+    return dataclasses.replace(
+        opt,  # type: ignore[arg-type]
+        hyperparams=hyper,
+        track_ema=ema_decay is not None,
+        average_window=0 if window is None else int(window),
+        window_every=int(window_every),
+    ).validate()
 
 
 def _averaging(opt: Optimizer, base: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -302,13 +404,9 @@ def _averaging(opt: Optimizer, base: optax.GradientTransformation) -> optax.Grad
     it writes ``latest = p_t`` into slot ``(t / k) mod W`` of the window if ``t`` is a multiple
     of the stride ``k`` and keeps ``p_{t+1}`` as the new ``latest`` (at most one slot written per
     update, in place)."""
-    d = opt.ema_decay
+    d = opt.hyperparams.get("ema_decay", 0.0)
     w, k = opt.average_window, opt.window_every
-
-    def reported(inner, params):
-        if not opt.schedule_free:
-            return params
-        return optax.contrib.schedule_free_eval_params(inner, params)
+    reported = opt.report_inner
 
     def init(params):
         inner = base.init(params)
@@ -350,88 +448,119 @@ def _averaging(opt: Optimizer, base: optax.GradientTransformation) -> optax.Grad
     return optax.GradientTransformation(init, update)
 
 
-def gd() -> Optimizer:
-    """Full-batch gradient descent (exact gradients)."""
-    return Optimizer(name="gd", stochastic=False).validate()
+def _sgd(learning_rate, momentum=None, *, nesterov=False):
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
 
 
-def sgd(momentum: float | None = None, *, nesterov: bool = False) -> Optimizer:
-    """SGD on stochastic gradients, with optional heavy-ball (or Nesterov) momentum."""
-    return Optimizer(
-        name="sgd",
-        stochastic=True,
-        use_momentum=momentum is not None,
-        nesterov=nesterov,
-        momentum=as_float(0.0 if momentum is None else momentum),
-    ).validate()
+def _nesterov_sgd(learning_rate, momentum):
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
-def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
-    """Adam on stochastic gradients."""
-    return Optimizer(
-        name="adam", stochastic=True, b1=as_float(b1), b2=as_float(b2), eps=as_float(eps)
-    ).validate()
+def sgd(momentum: Any = None, *, nesterov: bool = False) -> Optimizer:
+    """SGD (``optax.sgd``), with optional heavy-ball momentum ``m <- beta m + g`` (or Nesterov's,
+    which needs a momentum); ``momentum`` is sweepable."""
+    if momentum is None:
+        if nesterov:
+            raise ValueError("sgd: nesterov=True needs a momentum (e.g. sgd(0.9, nesterov=True))")
+        return from_optax(_sgd, name="sgd")
+    factory = _nesterov_sgd if nesterov else _sgd
+    return from_optax(factory, name="sgd", checks=(("momentum", "unit"),), momentum=momentum)
+
+
+ADAM_CHECKS = (("b1", "unit"), ("b2", "unit"), ("eps", "positive"))
+
+
+def adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Optimizer:
+    """Adam (``optax.adam``), bias-corrected; ``b1``, ``b2``, ``eps`` sweepable."""
+    return from_optax(optax.adam, name="adam", checks=ADAM_CHECKS, b1=b1, b2=b2, eps=eps)
+
+
+def adamw(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, weight_decay: Any = 1e-4) -> Optimizer:
+    """AdamW (``optax.adamw``): Adam plus decoupled weight decay ``- eta_t lambda w``."""
+    checks = (*ADAM_CHECKS, ("weight_decay", "non_negative"))
+    return from_optax(
+        optax.adamw, name="adamw", checks=checks, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay
+    )
+
+
+def lion(b1: Any = 0.9, b2: Any = 0.99, weight_decay: Any = 1e-3) -> Optimizer:
+    """Lion (``optax.lion``): ``w <- w - eta_t (sign(b1 m + (1 - b1) g) + lambda w)``."""
+    checks = (("b1", "unit"), ("b2", "unit"), ("weight_decay", "non_negative"))
+    return from_optax(
+        optax.lion, name="lion", checks=checks, b1=b1, b2=b2, weight_decay=weight_decay
+    )
+
+
+SCHEDULE_FREE_CHECKS = (
+    ("b1", "unit_open_closed"),
+    ("b2", "unit"),
+    ("eps", "positive"),
+    ("weight_decay", "non_negative"),
+    ("weight_lr_power", "non_negative"),
+)
 
 
 def schedule_free_sgd(
-    b1: float = 0.9,
-    weight_decay: float = 0.0,
-    weight_lr_power: float = 2.0,
-    *,
-    exact: bool = False,
+    b1: Any = 0.9, weight_decay: Any = 0.0, weight_lr_power: Any = 2.0
 ) -> Optimizer:
-    """Schedule-free SGD (``optax.contrib.schedule_free_sgd``, Defazio et al. 2024) on
-    stochastic gradients (``exact=True``: exact ones), with the lab's schedule as its rate.
+    """Schedule-free SGD (``optax.contrib.schedule_free_sgd``, Defazio et al. 2024) with the
+    lab's schedule as its rate.
 
     ``z_{t+1} = z_t - eta_t (g(y_t) + weight_decay y_t)``, ``y`` and ``x`` as in the module
     docstring; ``b1`` in (0, 1] (``b1 = 1``: gradients at the averaged point ``x``).  Run it with
     warmup then a constant rate (``schedules.constant(peak, warmup_steps=...)``): the averaging
     in ``x`` replaces a decay.  ``sweep`` records ``loss`` (and river / hill) at ``x`` and
     ``y_loss`` at the gradient point ``y``."""
-    return Optimizer(
+    return from_optax(
+        optax.contrib.schedule_free_sgd,
         name="schedule_free_sgd",
-        stochastic=not exact,
-        b1=as_float(b1),
-        weight_decay=as_float(weight_decay),
-        weight_lr_power=as_float(weight_lr_power),
-    ).validate()
+        eval_params=optax.contrib.schedule_free_eval_params,
+        checks=SCHEDULE_FREE_CHECKS,
+        b1=b1,
+        weight_decay=weight_decay,
+        weight_lr_power=weight_lr_power,
+    )
 
 
 def schedule_free_adamw(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    weight_lr_power: float = 2.0,
-    *,
-    exact: bool = False,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    weight_decay: Any = 0.0,
+    weight_lr_power: Any = 2.0,
 ) -> Optimizer:
-    """Schedule-free AdamW (``optax.contrib.schedule_free_adamw``) on stochastic gradients
-    (``exact=True``: exact ones), with the lab's schedule as its rate.
+    """Schedule-free AdamW (``optax.contrib.schedule_free_adamw``) with the lab's schedule as
+    its rate.
 
     ``v_{t+1} = b2 v_t + (1 - b2) g^2`` (bias-corrected to ``v_hat``),
     ``z_{t+1} = z_t - eta_t (g / (sqrt(v_hat) + eps) + weight_decay y_t)``; ``y`` and ``x`` as
     in the module docstring, ``b1`` in (0, 1].  Run it with warmup then a constant rate; ``sweep``
     records ``loss`` at ``x`` and ``y_loss`` at ``y``."""
-    return Optimizer(
+    return from_optax(
+        optax.contrib.schedule_free_adamw,
         name="schedule_free_adamw",
-        stochastic=not exact,
-        b1=as_float(b1),
-        b2=as_float(b2),
-        eps=as_float(eps),
-        weight_decay=as_float(weight_decay),
-        weight_lr_power=as_float(weight_lr_power),
-    ).validate()
+        eval_params=optax.contrib.schedule_free_eval_params,
+        checks=SCHEDULE_FREE_CHECKS,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        weight_decay=weight_decay,
+        weight_lr_power=weight_lr_power,
+    )
+
+
+FACTORIES: dict[str, Callable[..., Optimizer]] = {
+    "sgd": sgd,
+    "adam": adam,
+    "adamw": adamw,
+    "lion": lion,
+    "schedule_free_sgd": schedule_free_sgd,
+    "schedule_free_adamw": schedule_free_adamw,
+}
 
 
 def by_name(name: str, **kwargs: Any) -> Optimizer:
-    """Look up an optimizer factory by name (one of ``OPTIMIZERS``)."""
-    factories = {
-        "gd": gd,
-        "sgd": sgd,
-        "adam": adam,
-        "schedule_free_sgd": schedule_free_sgd,
-        "schedule_free_adamw": schedule_free_adamw,
-    }
-    choice("optimizer", "name", name, OPTIMIZERS)
-    return factories[name](**kwargs)
+    """Look up one of the lab's optimizer constructors by name (one of ``OPTIMIZERS``)."""
+    if name not in FACTORIES:
+        raise ValueError(f"optimizer: unknown name {name!r}; allowed: {', '.join(FACTORIES)}")
+    return FACTORIES[name](**kwargs)

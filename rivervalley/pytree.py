@@ -14,8 +14,11 @@ are batch axes: a schedule whose ``peak`` has shape ``(4,)`` is a batch of four 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-from collections.abc import Callable, Sequence
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import jax
@@ -26,6 +29,7 @@ T = TypeVar("T")
 
 _STATIC = "rivervalley_static"
 _NDIM = "rivervalley_ndim"
+_MAPPING = "mapping"  # the ``_NDIM`` of a ``mapping_field``
 
 
 def array_field(*, ndim: int = 0, **kwargs: Any) -> Any:
@@ -36,6 +40,13 @@ def array_field(*, ndim: int = 0, **kwargs: Any) -> Any:
 def static_field(**kwargs: Any) -> Any:
     """A static field: part of the tree structure; changing it recompiles."""
     return dataclasses.field(metadata={_STATIC: True}, **kwargs)
+
+
+def mapping_field(**kwargs: Any) -> Any:
+    """A field holding a ``dict`` of named scalar arrays (e.g. an optax optimizer's
+    hyperparameters): each entry is an array field of base ``ndim`` 0 named by its key, so it is
+    batched, swept and labelled like a declared field.  Give ``default_factory=dict``."""
+    return dataclasses.field(metadata={_STATIC: False, _NDIM: _MAPPING}, **kwargs)
 
 
 def child_field(**kwargs: Any) -> Any:
@@ -49,7 +60,12 @@ def _convert_sequences(self: Any) -> None:
     so tracers and ``vmap`` axis specs pass through unchanged)."""
     for name, ndim in array_fields(self).items():
         value = getattr(self, name)
-        if isinstance(value, list | tuple) and ndim is not None:
+        if ndim == _MAPPING and isinstance(value, dict):
+            converted = {
+                k: as_float(v) if isinstance(v, list | tuple) else v for k, v in value.items()
+            }
+            object.__setattr__(self, name, converted)
+        elif isinstance(value, list | tuple) and ndim is not None:
             object.__setattr__(self, name, as_float(value))
 
 
@@ -86,14 +102,31 @@ def pytree_dataclass(cls: type[T] | None = None, *, kw_only: bool = True) -> Any
     return cls
 
 
-def array_fields(obj: Any) -> dict[str, int | None]:
+def array_fields(obj: Any) -> dict[str, int | str | None]:
     """Names of the array fields of a pytree dataclass, mapped to their base ``ndim`` (``None``
-    for a child pytree dataclass)."""
+    for a child pytree dataclass, ``"mapping"`` for a ``mapping_field``)."""
     return {
         f.name: f.metadata.get(_NDIM, 0)
         for f in dataclasses.fields(obj)
         if not f.metadata.get(_STATIC, False)
     }
+
+
+def named_arrays(obj: Any) -> dict[str, tuple[Any, int]]:
+    """Every array of a pytree dataclass by name, with its base ``ndim``: its array fields and
+    the entries of its mapping fields (named by their keys); child pytrees are not included."""
+    out: dict[str, tuple[Any, int]] = {}
+    for name, ndim in array_fields(obj).items():
+        if ndim is None:
+            continue
+        if ndim == _MAPPING:
+            for key, value in getattr(obj, name).items():
+                if key in out:
+                    raise ValueError(f"{type(obj).__name__}: {key!r} is both a field and a key")
+                out[key] = (value, 0)
+        else:
+            out[name] = (getattr(obj, name), int(ndim))
+    return out
 
 
 def static_fields(obj: Any) -> dict[str, Any]:
@@ -105,50 +138,73 @@ def static_fields(obj: Any) -> dict[str, Any]:
     }
 
 
-def _leaf_batch_shape(obj: Any, name: str, ndim: int | None) -> tuple[int, ...]:
-    if ndim is None:
-        child = getattr(obj, name)
-        return () if child is None else batch_shape(child)
-    shape = np.shape(getattr(obj, name))
+def _array_batch_shape(owner: Any, name: str, value: Any, ndim: int) -> tuple[int, ...]:
+    shape = np.shape(value)
     if len(shape) < ndim:
         raise ValueError(
-            f"{type(obj).__name__}.{name} must have at least {ndim} dimension(s), got shape {shape}"
+            f"{type(owner).__name__}.{name} must have at least {ndim} dimension(s), "
+            f"got shape {shape}"
         )
     return tuple(shape[: len(shape) - ndim])
 
 
+def _field_batch_shapes(obj: Any) -> dict[str, tuple[int, ...]]:
+    shapes = {n: _array_batch_shape(obj, n, v, d) for n, (v, d) in named_arrays(obj).items()}
+    for name, ndim in array_fields(obj).items():
+        child = getattr(obj, name)
+        if ndim is None and child is not None:
+            shapes[name] = batch_shape(child)
+    return shapes
+
+
 def batch_shape(obj: Any) -> tuple[int, ...]:
-    """Common batch shape of all array fields (the leading axes beyond each field's base ndim)."""
-    shapes = [_leaf_batch_shape(obj, n, d) for n, d in array_fields(obj).items()]
+    """Common batch shape of all array fields (the leading axes beyond each field's base ndim,
+    broadcast together)."""
+    shapes = _field_batch_shapes(obj)
     try:
-        return tuple(np.broadcast_shapes(*shapes)) if shapes else ()
+        return tuple(np.broadcast_shapes(*shapes.values())) if shapes else ()
     except ValueError:
-        detail = ", ".join(f"{n}: {s}" for n, s in zip(array_fields(obj), shapes, strict=True))
+        detail = ", ".join(f"{n}: {s}" for n, s in shapes.items())
         raise ValueError(
             f"{type(obj).__name__} has array fields with incompatible batch shapes ({detail})"
         ) from None
 
 
 def batched_fields(obj: Any) -> list[str]:
-    """Names of the array fields that carry a batch axis (the swept fields); child pytrees are
-    not listed (a batched child has no single coordinate)."""
-    return [
-        n for n, d in array_fields(obj).items() if d is not None and _leaf_batch_shape(obj, n, d)
-    ]
+    """Names of the arrays that carry a batch axis (the swept fields and mapping entries); child
+    pytrees are not listed (a batched child has no single coordinate)."""
+    return [n for n, (v, d) in named_arrays(obj).items() if _array_batch_shape(obj, n, v, d)]
 
 
 def broadcast_batch(obj: T, shape: tuple[int, ...]) -> T:
     """Broadcast every array field of ``obj`` to the batch ``shape`` (plus its base shape)."""
+
+    def broadcast(value: Any, ndim: int) -> jax.Array:
+        leaf = jnp.asarray(value)
+        base = leaf.shape[leaf.ndim - ndim :]
+        return jnp.broadcast_to(leaf, tuple(shape) + tuple(base))
+
     updates = {}
     for name, ndim in array_fields(obj).items():
+        value = getattr(obj, name)
         if ndim is None:
-            child = getattr(obj, name)
-            updates[name] = None if child is None else broadcast_batch(child, shape)
-            continue
-        leaf = jnp.asarray(getattr(obj, name))
-        base = leaf.shape[leaf.ndim - ndim :]
-        updates[name] = jnp.broadcast_to(leaf, tuple(shape) + tuple(base))
+            updates[name] = None if value is None else broadcast_batch(value, shape)
+        elif ndim == _MAPPING:
+            updates[name] = {k: broadcast(v, 0) for k, v in value.items()}
+        else:
+            updates[name] = broadcast(value, int(ndim))
     return dataclasses.replace(obj, **updates)  # type: ignore[type-var]
+
+
+def flatten_batch(obj: T) -> T:
+    """``obj`` with its batch axes (``batch_shape``) broadcast and merged into one leading axis of
+    ``prod(batch_shape)`` members, in row-major order (an unbatched ``obj`` gets one member)."""
+    shape = batch_shape(obj)
+    full = broadcast_batch(obj, shape)
+    size = math.prod(shape)
+    return jax.tree_util.tree_map(
+        lambda x: jnp.reshape(x, (size, *jnp.shape(x)[len(shape) :])), full
+    )
 
 
 def stack(items: Sequence[T]) -> T:
@@ -197,18 +253,85 @@ def _describe_array(value: Any) -> Any:
     return {"shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": digest}
 
 
+def describe_callable(fn: Any) -> Any:
+    """A plain-Python description of a static callable (an optimizer factory, a record
+    function): its module and qualified name and a digest of its bytecode, constants and
+    closure values (not of its source position), so two lambdas of one module differ and a
+    changed constant changes the description; ``functools.partial`` objects by their parts."""
+    if isinstance(fn, functools.partial):
+        return {
+            "partial": describe_callable(fn.func),
+            "args": [_describe_value(a) for a in fn.args],
+            "keywords": {k: _describe_value(v) for k, v in sorted(fn.keywords.items())},
+        }
+    code = getattr(fn, "__code__", None)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    if code is None:
+        return name
+    digest = hashlib.sha256(_code_bytes(code))
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            digest.update(repr(_describe_value(cell.cell_contents)).encode())
+        except ValueError:  # an empty cell
+            digest.update(b"<empty>")
+    return {"callable": name, "sha256": digest.hexdigest()[:16]}
+
+
+def _code_bytes(code: Any) -> bytes:
+    parts = [code.co_code, repr(code.co_names).encode()]
+    for const in code.co_consts:
+        is_code = hasattr(const, "co_code")
+        parts.append(_code_bytes(const) if is_code else repr(const).encode())
+    return b"|".join(parts)
+
+
+def _describe_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return describe(value)
+    if callable(value):
+        return describe_callable(value)
+    if isinstance(value, jax.Array | np.ndarray):
+        return _describe_array(value)
+    if isinstance(value, tuple | list):
+        return [_describe_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _describe_value(v) for k, v in value.items()}
+    return value if isinstance(value, str | int | float | bool | None) else repr(value)
+
+
 def describe(obj: Any) -> dict[str, Any]:
     """Plain-Python description of a pytree dataclass (type, static and array fields), for
     dataset attributes and cache keys.  Arrays of more than ``DESCRIBE_MAX_VALUES`` entries are
     summarised by shape, dtype and content digest, so descriptions stay small but still change
-    whenever a value does."""
+    whenever a value does; static callables by ``describe_callable``."""
     out: dict[str, Any] = {"type": type(obj).__name__}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        ndim = f.metadata.get(_NDIM, 0)
         if f.metadata.get(_STATIC, False):
-            out[f.name] = value
-        elif f.metadata.get(_NDIM, 0) is None:
+            out[f.name] = _describe_value(value)
+        elif ndim is None:
             out[f.name] = None if value is None else describe(value)
+        elif ndim == _MAPPING:
+            out[f.name] = {k: _describe_array(v) for k, v in sorted(value.items())}
         else:
             out[f.name] = _describe_array(value)
     return out
+
+
+def grid(factory: Callable[..., T], sweep: Mapping[str, Sequence[Any]], **fixed: Any) -> T:
+    """The Cartesian product of swept values as one object with one batch axis per swept name,
+    in the order given: ``grid(wsd, {"peak": [0.1, 0.2, 0.4], "decay_fraction": [0.1, 0.2]},
+    total_steps=1000)`` has batch shape ``(3, 2)``, and ``sweep`` labels its dims ``peak`` and
+    ``decay_fraction``.  Every combination is built (and validated) by ``factory``."""
+    if not sweep:
+        raise ValueError("grid: give at least one swept field")
+    names = list(sweep)
+    values = [list(sweep[n]) for n in names]
+    for name, vals in zip(names, values, strict=True):
+        if not vals:
+            raise ValueError(f"grid: {name} has no values")
+    shape = tuple(len(v) for v in values)
+    combos = itertools.product(*values)
+    flat = stack([factory(**fixed, **dict(zip(names, c, strict=True))) for c in combos])
+    return jax.tree_util.tree_map(lambda x: jnp.reshape(x, shape + jnp.shape(x)[1:]), flat)

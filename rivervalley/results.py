@@ -4,13 +4,17 @@ Files are netCDF-4 (HDF5, via ``h5netcdf``), written atomically.  ``save`` store
 the data (every variable and coordinate, names, shapes, dtypes and bytes) in
 ``attrs["content_sha256"]``; ``load`` recomputes it and raises ``CorruptResultError`` on a
 mismatch, and a truncated or unreadable file raises it too.  A dataset's ``attrs["config"]`` is
-the JSON of everything that produced it; ``cached`` reuses a file only when its configuration, the
-package version and the package source code all match the request and its content verifies, and
-records the ``provenance`` (versions, git commit, platform, time) of what it computes.
+the JSON of everything that produced it; ``cached`` reuses a file only when its content verifies
+and its cache key matches the request: the configuration, the package version and the meaning of
+the package code (``code_fingerprint``: the AST without docstrings, so comment and docstring edits
+keep caches while any change to the code itself invalidates them).  It records the
+``provenance`` (versions, git commit, platform, time) of what it computes.  Result files get the
+permissions of the process's umask (``0o644`` under ``022``), like any file the process writes.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime
 import functools
 import hashlib
@@ -22,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +57,7 @@ def content_hash(ds: xr.Dataset) -> str:
 
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to ``path`` atomically (a temporary file in the same folder, then rename),
-    with its ``content_hash`` in ``attrs["content_sha256"]``."""
+    with its ``content_hash`` in ``attrs["content_sha256"]`` and the umask's permissions."""
     for name, var in ds.variables.items():
         values = np.asarray(var.values)
         if values.dtype.kind == "O" and not all(isinstance(v, str) for v in values.ravel()):
@@ -70,6 +74,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine=ENGINE)
+        checkpoint_io.give_umask_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -111,15 +116,58 @@ def canonical(config: Any) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
+_DOCSTRING_HOLDERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def code_meaning(source: str | bytes) -> str:
+    """The meaning of Python ``source``: ``ast.dump`` of its syntax tree without line numbers and
+    without docstrings (the leading string statement of the module and of each class and
+    function; a body left empty becomes ``pass``, as a docstring-only body means).  Comments,
+    blank lines and formatting are not in the tree, so editing them, or a docstring, keeps the
+    meaning; any other change alters it.  Raises ``SyntaxError`` (or ``ValueError``) if
+    ``source`` does not parse.  The dump's form belongs to the Python version running it."""
+    tree = ast.parse(source)
+    for node in list(ast.walk(tree)):
+        if not isinstance(node, _DOCSTRING_HOLDERS) or not node.body:
+            continue
+        first = node.body[0]
+        if (
+            isinstance(first, ast.Expr)
+            and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)
+        ):
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def source_meaning_hash(files: Iterable[str | os.PathLike], root: str | os.PathLike) -> str:
+    """SHA-256 over ``files`` (in sorted order) of each file's path relative to ``root`` and its
+    ``code_meaning``.  A file that does not parse (a syntax error, a stray NUL byte) falls back
+    to its raw bytes, marked as such, so any edit of it still changes the hash.
+
+    Both cache keys use it: ``code_fingerprint`` (the package) and ``experiment.cache_request``
+    (an experiment script)."""
+    root = Path(root).absolute()
+    digest = hashlib.sha256()
+    for file in sorted(Path(f).absolute() for f in files):
+        raw = file.read_bytes()
+        try:
+            kind, body = "ast", code_meaning(raw).encode()
+        except (SyntaxError, ValueError, RecursionError):
+            kind, body = "raw", raw
+        name = file.relative_to(root).as_posix()
+        digest.update(f"{name}\0{kind}\0{len(body)}\0".encode())
+        digest.update(body)
+    return digest.hexdigest()
+
+
 @functools.cache
 def code_fingerprint() -> str:
-    """SHA-256 of the package's source files: any code change invalidates cached results."""
-    digest = hashlib.sha256()
+    """``source_meaning_hash`` of the package's ``.py`` files: any change to the code invalidates
+    cached results and checkpoints, while comment and docstring edits keep them.  Computed once
+    per process."""
     root = Path(__file__).resolve().parent
-    for source in sorted(root.rglob("*.py")):
-        digest.update(source.relative_to(root).as_posix().encode())
-        digest.update(source.read_bytes())
-    return digest.hexdigest()
+    return source_meaning_hash(root.rglob("*.py"), root)
 
 
 @functools.cache
@@ -183,8 +231,9 @@ def _reusable(path: Path, key: str) -> xr.Dataset | None:
 
 def cached(path: str | os.PathLike, config: Any, compute: Callable[[], xr.Dataset]) -> xr.Dataset:
     """Load ``path`` if it holds a result of exactly ``config``, made by this package version and
-    source code (``code_fingerprint``); otherwise run ``compute()``, tag it (``cache_config``:
-    the configuration and code fingerprint; ``provenance``: JSON of ``provenance()``) and save it.
+    the same meaning of its code (``code_fingerprint``); otherwise run ``compute()``, tag it
+    (``cache_config``: the configuration and code fingerprint; ``provenance``: JSON of
+    ``provenance()``) and save it.
 
     While ``compute()`` runs, every sweep checkpoints each chunk under a hidden folder next to
     ``path``; if the process is killed, running the same command again resumes every sweep from

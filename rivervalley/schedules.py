@@ -37,7 +37,6 @@ step down at ``end``.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -111,6 +110,7 @@ class Schedule:
     """Base class: a learning rate ``body(t)`` under a linear warmup (see the module docstring)."""
 
     kind: ClassVar[str] = "schedule"
+    horizon_field: ClassVar[str | None] = None  # the field holding the planned end, if any
     peak: jax.Array = array_field()
     warmup_steps: jax.Array = array_field()
     final: jax.Array = array_field()
@@ -150,6 +150,16 @@ class Schedule:
     def _validate_fields(self, steps: int | None) -> None:
         """Checks specific to a schedule kind."""
 
+    def horizon(self) -> jax.Array | None:
+        """The step at which the schedule's planned decay ends (the field ``horizon_field``:
+        ``total_steps``, or the last of the budget ends), or ``None`` for a schedule without one
+        (constant, tabulated).  ``sweep`` requires it to equal the run's length unless told
+        otherwise (``horizon="free"``)."""
+        if self.horizon_field is None:
+            return None
+        value = jnp.asarray(getattr(self, self.horizon_field))
+        return value[..., -1] if self.horizon_field.endswith("_ends") else value
+
     def _validate_budget(self, total_steps: jax.Array) -> None:
         total = at_least(self.kind, "total_steps", total_steps, 0.0, strict=True)
         ok = np.asarray(self.warmup_steps) <= total
@@ -185,6 +195,7 @@ class Linear(Schedule):
     """Linear decay from ``peak`` at ``warmup_steps`` to ``final`` at ``total_steps``."""
 
     kind: ClassVar[str] = "linear"
+    horizon_field: ClassVar[str | None] = "total_steps"
     total_steps: jax.Array = array_field()
 
     def _validate_fields(self, steps):
@@ -199,6 +210,7 @@ class Cosine(Schedule):
     """``final + (peak - final)(1 + cos(pi u))/2``, ``u = (t - warmup)/(total - warmup)``."""
 
     kind: ClassVar[str] = "cosine"
+    horizon_field: ClassVar[str | None] = "total_steps"
     total_steps: jax.Array = array_field()
 
     def _validate_fields(self, steps):
@@ -216,6 +228,7 @@ class WSD(Schedule):
     """
 
     kind: ClassVar[str] = "wsd"
+    horizon_field: ClassVar[str | None] = "total_steps"
     total_steps: jax.Array = array_field()
     decay_fraction: jax.Array = array_field()
     shape: str = static_field(default="linear")
@@ -249,6 +262,7 @@ class WSDS(Schedule):
     """
 
     kind: ClassVar[str] = "wsd_s"
+    horizon_field: ClassVar[str | None] = "decay_ends"
     decay_ends: jax.Array = array_field(ndim=1)
     decay_fraction: jax.Array = array_field()
     rewarmup_steps: jax.Array = array_field()
@@ -275,6 +289,7 @@ class CyclicCosine(Schedule):
     the peak; the first cycle starts after the warmup.  After the last budget: ``final``."""
 
     kind: ClassVar[str] = "cyclic_cosine"
+    horizon_field: ClassVar[str | None] = "cycle_ends"
     cycle_ends: jax.Array = array_field(ndim=1)
 
     def _validate_fields(self, steps):
@@ -420,11 +435,34 @@ def stack(schedules: Sequence[Schedule]) -> Schedule:
 
 
 def grid(factory: Callable[..., Schedule], sweep: Mapping[str, Sequence[Any]], **fixed) -> Schedule:
-    """Cartesian product of swept field values as one batched schedule.
+    """The Cartesian product of swept field values as one schedule with one batch axis per
+    swept field (``rivervalley.pytree.grid``): ``grid(wsd, {"peak": [0.1, 0.2],
+    "decay_fraction": [0.1, 0.2, 0.3]}, total_steps=1000)`` has batch shape ``(2, 3)`` and
+    ``sweep`` labels its dims ``peak`` and ``decay_fraction``."""
+    return pytree.grid(factory, sweep, **fixed)
 
-    ``grid(wsd, {"peak": [0.1, 0.2], "decay_fraction": [0.1, 0.2]}, total_steps=1000)`` gives a
-    batch of 4 in row-major order (the first key varies slowest).
-    """
-    names = list(sweep)
-    combos = itertools.product(*(sweep[n] for n in names))
-    return stack([factory(**fixed, **dict(zip(names, c, strict=True))) for c in combos])
+
+class Switch:
+    """Schedules of different kinds behind one index: ``Switch(index, members)(t) =
+    members[index](t)`` (``lax.switch``; under ``vmap`` every member is evaluated and the
+    index selects, a few scalar operations per step).  ``sweep`` builds one for a dict of
+    schedules of different kinds, so they run in one compiled call; each member holds one
+    entry per run (its entry for runs of other members is unused).  A pytree: ``index`` and the
+    members' fields are leaves."""
+
+    kind = "switch"
+
+    def __init__(self, index: Any, members: Sequence[Schedule]):
+        self.index = index
+        self.members = tuple(members)
+
+    def __call__(self, step: Any) -> jax.Array:
+        branches = [functools.partial(type(m).__call__, m) for m in self.members]
+        return jax.lax.switch(jnp.asarray(self.index, jnp.int32), branches, step)
+
+
+jax.tree_util.register_pytree_node(
+    Switch,
+    lambda s: ((s.index, s.members), None),
+    lambda _, children: Switch(children[0], children[1]),
+)
