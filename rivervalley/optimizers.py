@@ -85,7 +85,7 @@ import numpy as np
 import optax
 
 from rivervalley.pytree import as_float, batch_shape, mapping_field, pytree_dataclass, static_field
-from rivervalley.validation import at_least, finite, require, within
+from rivervalley.validation import at_least, choice, finite, require, within
 
 SCHEDULE_FREE = ("schedule_free_sgd", "schedule_free_adamw")
 OPTIMIZERS = ("sgd", "adam", "adamw", "lion", *SCHEDULE_FREE)
@@ -561,6 +561,5 @@ FACTORIES: dict[str, Callable[..., Optimizer]] = {
 
 def by_name(name: str, **kwargs: Any) -> Optimizer:
     """Look up one of the lab's optimizer constructors by name (one of ``OPTIMIZERS``)."""
-    if name not in FACTORIES:
-        raise ValueError(f"optimizer: unknown name {name!r}; allowed: {', '.join(FACTORIES)}")
+    choice("optimizer", "name", name, tuple(FACTORIES))
     return FACTORIES[name](**kwargs)

@@ -103,12 +103,19 @@ def load(path: str | os.PathLike, *, verify: bool = True) -> xr.Dataset:
 
 
 def drop_diverged(ds: xr.Dataset) -> tuple[xr.Dataset, int]:
-    """The runs that never diverged, and how many were dropped (summaries and plots use this so
-    a diverged run, frozen at its last finite state, never enters a mean)."""
+    """``ds`` with every variable of a diverged run masked to NaN over all its steps (not only
+    from ``diverged_step`` on), and how many runs that is: means with ``skipna`` then leave the
+    whole run out.  Coordinates, ``lr`` and the ``diverged`` flags are kept as they are."""
     if "diverged" not in ds:
         return ds, 0
-    bad = np.asarray(ds["diverged"].values, dtype=bool)
-    return ds.isel(run=np.flatnonzero(~bad)), int(bad.sum())
+    bad = ds["diverged"]
+    keep = {"lr", "diverged", "diverged_step"}
+    masked = ds.copy()
+    for name, var in ds.data_vars.items():
+        if name in keep or var.dtype.kind != "f" or not set(bad.dims) <= set(var.dims):
+            continue
+        masked[name] = var.where(~bad)
+    return masked, int(bad.values.sum())
 
 
 def canonical(config: Any) -> str:

@@ -14,7 +14,7 @@ def test_stack_batches_every_array_field_and_keeps_static_ones():
     np.testing.assert_allclose(valleys.amplitudes[:, 0], [0.15, 0.3])
     np.testing.assert_allclose(valleys.noise_std[1], [0.0, 0.0])
     opts = stack([optimizers.adam(b1=0.8), optimizers.adam(b1=0.95)])
-    np.testing.assert_allclose(opts.b1, [0.8, 0.95])
+    np.testing.assert_allclose(opts.hyperparams["b1"], [0.8, 0.95])
     assert opts.name == "adam"
 
 

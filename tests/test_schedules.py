@@ -669,14 +669,17 @@ def test_grid_row_major_and_values():
         schedules.wsd, {"peak": peaks, "decay_fraction": fracs}, total_steps=1000, shape="cosine"
     )
     assert isinstance(g, schedules.WSD)
-    assert g.batch_shape == (4,)
+    assert g.batch_shape == (2, 2)  # one batch axis per swept field, in the order given
     combos = [(p, f) for p in peaks for f in fracs]  # first key slowest
-    np.testing.assert_array_equal(np.asarray(g.peak), np.array([c[0] for c in combos], dtype=F32))
+    flat = jax.tree_util.tree_map(lambda x: x.reshape((4, *x.shape[2:])), g)
     np.testing.assert_array_equal(
-        np.asarray(g.decay_fraction), np.array([c[1] for c in combos], dtype=F32)
+        np.asarray(flat.peak), np.array([c[0] for c in combos], dtype=F32)
+    )
+    np.testing.assert_array_equal(
+        np.asarray(flat.decay_fraction), np.array([c[1] for c in combos], dtype=F32)
     )
     t = np.arange(0.0, 1100.0, 5.0, dtype=np.float32)
-    out = np.asarray(_jitted(g, "batched")(g, jnp.asarray(t)))
+    out = np.asarray(_jitted(flat, "batched")(flat, jnp.asarray(t)))
     for row, (p, f) in zip(out, combos, strict=True):
         single = rates(schedules.wsd(p, 1000, f, "cosine"), t)
         np.testing.assert_allclose(row, single, rtol=1e-6, atol=1e-7)

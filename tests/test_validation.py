@@ -37,7 +37,12 @@ BAD = [
     ("repeated ends", lambda: schedules.cyclic_cosine(0.1, [50, 50]), ["cyclic_cosine.cycle_ends"]),
     ("nonpositive end", lambda: schedules.wsd_s(0.1, [0, 50]), ["wsd_s.decay_ends", "> 0"]),
     ("unknown shape", lambda: schedules.wsd(0.1, 100, shape="step"), ["shape", "step"]),
-    ("unknown optimizer", lambda: optimizers.by_name("lion"), ["optimizer.name", "lion", "sgd"]),
+    (
+        "unknown optimizer",
+        lambda: optimizers.by_name("rmsprop"),
+        ["optimizer.name", "rmsprop", "adamw", "lion"],
+    ),
+    ("nesterov without momentum", lambda: optimizers.sgd(nesterov=True), ["nesterov", "momentum"]),
     ("momentum 1", lambda: optimizers.sgd(momentum=1.0), ["sgd.momentum", "[0, 1)"]),
     ("bad beta", lambda: optimizers.adam(b2=1.5), ["adam.b2", "1.5"]),
     ("eps 0", lambda: optimizers.adam(eps=0.0), ["adam.eps", "> 0"]),
@@ -79,11 +84,15 @@ def sweep_args(**overrides):
         ({"schedule": schedules.cyclic_cosine(0.1, [5, 11])}, ["cycle_ends", "10 steps"]),
         ({"steps": -3}, ["steps", "-3"]),
         ({"seeds": 0}, ["seeds", "0"]),
+        ({"schedule": schedules.wsd(0.1, 1000)}, ["wsd.total_steps", "steps=10", "horizon"]),
+        ({"schedule": schedules.cosine(0.1, 5)}, ["cosine.total_steps", "steps=10", "horizon"]),
+        ({"optimizer": 0.1}, ["optimizer", "float"]),
+        ({"schedule": optimizers.sgd()}, ["schedule", "Optimizer"]),
     ],
 )
 def test_sweep_rejects_runs_that_do_not_fit(overrides, needles):
     before = runner.trace_count()
-    with pytest.raises(ValueError) as info:
+    with pytest.raises((ValueError, TypeError)) as info:
         runner.sweep(**sweep_args(**overrides))
     assert all(n in str(info.value) for n in needles), str(info.value)
     assert runner.trace_count() == before  # rejected before any compilation
