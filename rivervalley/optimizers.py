@@ -92,7 +92,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "lion", *SCHEDULE_FREE)
 AVERAGES = ("ema", "window")  # names of the iterate averages, prefixes of their recorded losses
 AVERAGING_FIELDS = ("ema_decay",)  # hyperparameters consumed by the averaging, not the factory
 
-Factory = Callable[..., optax.GradientTransformation]
+Factory = Callable[
+    ..., Any
+]  # factory(learning_rate, **hyperparams) -> optax.GradientTransformation
 EvalParams = Callable[[Any, Any], Any]
 
 

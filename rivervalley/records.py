@@ -27,18 +27,19 @@ from rivervalley.axes import Layout
 RECORDED = ("loss", "river_loss", "hill_loss", "river_coord", "hill_dist", "lr")
 AVERAGE_RECORDED = ("loss", "river_loss", "hill_loss")  # per iterate average ``a``: ``a_loss``, ...
 
+LOSS = "{loss}"  # placeholder for the landscape's ``loss_units`` (nats for the language models)
 # name -> (long_name, units) of the lab's variables; ``a_<name>`` of an iterate average ``a``
 # (``ema``, ``window``) reads "<a> average: <long_name>"
 VARIABLES: dict[str, tuple[str, str]] = {
-    "loss": ("loss L(w)", "nats or loss units"),
-    "river_loss": ("river loss L(r(w))", "nats or loss units"),
-    "hill_loss": ("hill loss L(w) - L(r(w))", "nats or loss units"),
-    "river_coord": ("river coordinate s", "parameter units"),
-    "hill_dist": ("distance from the river |w - r(w)|", "parameter units"),
-    "lr": ("learning rate eta_t", "1 (per update)"),
-    "y_loss": ("loss at the gradient point y", "nats or loss units"),
-    "sharpness": ("sharpness (top Hessian eigenvalue)", "loss units / parameter units^2"),
-    "params": ("iterate w", "parameter units"),
+    "loss": ("loss L(w)", LOSS),
+    "river_loss": ("river loss L(r(w))", LOSS),
+    "hill_loss": ("hill loss L(w) - L(r(w))", LOSS),
+    "river_coord": ("river coordinate s", "dimensionless"),
+    "hill_dist": ("distance from the river |w - r(w)|", "dimensionless"),
+    "lr": ("learning rate eta_t", "dimensionless"),
+    "y_loss": ("loss at the gradient point y", LOSS),
+    "sharpness": ("sharpness (top Hessian eigenvalue)", LOSS),
+    "params": ("iterate w", "dimensionless"),
     "diverged": ("run diverged", "bool"),
     "diverged_step": ("step at which the run diverged (-1: never)", "updates"),
     "step": ("step", "updates"),
@@ -47,16 +48,18 @@ VARIABLES: dict[str, tuple[str, str]] = {
 AVERAGE_LABELS = {"ema": "EMA", "window": "window average"}
 
 
-def variable_attrs(name: str) -> dict[str, str]:
-    """``long_name`` and ``units`` of a recorded variable (a user's own get its name)."""
+def variable_attrs(name: str, loss_units: str = "dimensionless") -> dict[str, str]:
+    """``long_name`` and ``units`` of a recorded variable (a user's own get its name); losses
+    are in ``loss_units`` (the landscape's)."""
+    prefix, _, rest = name.partition("_")
     if name in VARIABLES:
         long_name, units = VARIABLES[name]
-        return {"long_name": long_name, "units": units}
-    prefix, _, rest = name.partition("_")
-    if prefix in AVERAGE_LABELS and rest in VARIABLES:
+    elif prefix in AVERAGE_LABELS and rest in VARIABLES:
         long_name, units = VARIABLES[rest]
-        return {"long_name": f"{AVERAGE_LABELS[prefix]}: {long_name}", "units": units}
-    return {"long_name": name.replace("_", " "), "units": "as returned by the record function"}
+        long_name = f"{AVERAGE_LABELS[prefix]}: {long_name}"
+    else:
+        long_name, units = name.replace("_", " "), "as returned by the record function"
+    return {"long_name": long_name, "units": units.replace(LOSS, loss_units)}
 
 
 def to_dataset(
@@ -68,13 +71,14 @@ def to_dataset(
     *,
     extra_dims: Mapping[str, tuple[str, Sequence[str]]] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    loss_units: str = "dimensionless",
 ) -> xr.Dataset:
     """The labelled dataset of a sweep.
 
     ``data[name]`` has shape ``(nL, nO, nS, len(seeds), len(steps), *extra)`` (``n*`` the
     layouts' sizes); ``diverged_at`` shape ``(nL, nO, nS, len(seeds))``; ``extra_dims`` names the
     extra axis of a non-scalar variable (e.g. per-class losses: ``("context_class", labels)``),
-    else it is ``<name>_dim0`` (``param`` for iterates)."""
+    else it is ``<name>_dim0`` (``param`` for iterates); ``loss_units`` are the landscape's."""
     extra_dims = dict(extra_dims or {})
     dims: list[str] = []
     sizes: list[int] = []
@@ -105,7 +109,7 @@ def to_dataset(
             inner = ("param",)
         else:
             inner = tuple(f"{name}_dim{i}" for i in range(extra))
-        variables[name] = ((*run_dims, "step", *inner), values, variable_attrs(name))
+        variables[name] = ((*run_dims, "step", *inner), values, variable_attrs(name, loss_units))
     diverged_at = np.asarray(diverged_at, dtype=np.int64).reshape(grid)
     variables["diverged"] = (run_dims, diverged_at >= 0, variable_attrs("diverged"))
     variables["diverged_step"] = (run_dims, diverged_at, variable_attrs("diverged_step"))

@@ -324,7 +324,7 @@ def _integer(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
-def _seed_array(seeds: int | Sequence[int]) -> np.ndarray:
+def _seed_array(seeds: int | np.integer | Sequence[int]) -> np.ndarray:
     if isinstance(seeds, bool):
         raise ValueError(f"seeds: need a positive count of seeds or a list of ints, got {seeds!r}")
     if isinstance(seeds, int | np.integer):
@@ -460,17 +460,17 @@ def sweep(
     optimizer: Any,
     schedule: Any = None,
     *,
-    seeds: int | Sequence[int],
-    steps: int,
-    record_every: int = 1,
+    seeds: int | np.integer | Sequence[int],
+    steps: int | np.integer,
+    record_every: int | np.integer = 1,
     gradient: str = "stochastic",
     save: Callable[[Any, Any], Mapping[str, Any]] | None = None,
     horizon: str = "match",
     blow_up: float = BLOW_UP,
-    chunk_steps: int | None = None,
+    chunk_steps: int | np.integer | None = None,
     progress: bool | None = None,
     record_params: bool = False,
-    sharpness: int = 0,
+    sharpness: int | np.integer = 0,
     devices: int | Sequence[Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
 ) -> xr.Dataset:
@@ -659,6 +659,7 @@ def sweep(
         np.arange(0, steps + 1, record_every),
         extra_dims=extra_dims,
         attrs=attrs,
+        loss_units=first_landscape.loss_units,
     )
 
 

@@ -50,6 +50,7 @@ class Landscape:
     """Base class of all landscapes (subclasses are pytree dataclasses)."""
 
     kind: ClassVar[str] = "landscape"
+    loss_units: ClassVar[str] = "dimensionless"  # units of ``loss`` in recorded datasets
 
     def loss(self, w: Any) -> jax.Array:
         raise NotImplementedError

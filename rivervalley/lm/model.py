@@ -78,6 +78,7 @@ class LanguageModel(Landscape):
     number of relaxation steps of ``decompose``."""
 
     kind: ClassVar[str] = "language_model"
+    loss_units: ClassVar[str] = "nats"  # cross-entropy in natural-log units
     corpus: BigramCorpus = child_field()
     data: FiniteCorpus | None = child_field(default=None)
     batch_size: jax.Array = array_field(default=32.0)
