@@ -14,15 +14,15 @@ alike; the best time counts, the median is shown too.  The ladder, from the full
 parts:
 
 ``sweep``             ``rivervalley.runner.sweep`` itself, loss recorded 10 times (as the bench);
-``runner scan``       the program the sweep compiles (``runner._advance_runs``, i.e.
+``runner scan``       the program the sweep compiles (``runner.advance_runs``, i.e.
                       ``jit(vmap(runner.advance))``) called directly: without the sweep's Python,
                       host transfer and ``xarray`` packaging (it reuses the sweep's compilation);
 ``check w only``      the same with a divergence check of the parameters only (a landscape whose
                       ``is_finite`` is ``isfinite(sum(w))``), not of the loss;
 ``- div. check``      the same with the per-update divergence check removed (``is_finite`` is
                       constant ``True``: no loss evaluation per update);
-``optax loop``        ``optax.sgd(schedule)`` on the (stochastic) gradient: no check, no
-                      records, no freezing;
+``optax loop``        the optimizer's optax transformation on ``runner.gradient`` (stochastic
+                      for SGD, exact for GD): no check, no records, no freezing;
 ``bare loop``         ``w <- w - lr_t (grad(w) + noise_std xi_t)`` (SGD; GD without the noise), with
                       ``xi_t = rivervalley.noise.normal(fold_in(key, t), (d,))``: no optax, no
                       checks, no records.  Like the runner, the step counter ``t`` is per run, so
@@ -231,8 +231,17 @@ class Profiler:
 
     # -- the runner ---------------------------------------------------------------------------
 
+    def workload(self, optimizer: str) -> Workload:
+        """The bench workload of ``optimizer`` (``"gd"``: SGD on the exact gradient)."""
+        return Workload(self.dim, optimizer, self.runs, self.steps)
+
+    def optimizer(self, optimizer: str) -> tuple[Any, str]:
+        """The workload's optimizer and its gradient mode (``Workload.gradient``)."""
+        w = self.workload(optimizer)
+        return _problem(w)[1], w.gradient
+
     def sweep(self, optimizer: str) -> None:
-        opt = _problem(Workload(self.dim, optimizer, self.runs, self.steps))[1]
+        opt, mode = self.optimizer(optimizer)
 
         def go():
             return runner.sweep(
@@ -242,43 +251,48 @@ class Profiler:
                 seeds=self.runs,
                 steps=self.steps,
                 record_every=self.record_every,
+                gradient=mode,
                 progress=False,
             )
 
-        self.add(optimizer, "sweep", go, lambda: self.update_cost(opt, self.valleys))
+        self.add(optimizer, "sweep", go, lambda: self.update_cost(opt, self.valleys, mode))
 
-    def update_cost(self, opt, valleys) -> tuple[float | None, float | None]:
-        """XLA's operation counts of one ``runner.update`` per run."""
-        update = jax.vmap(runner.update, in_axes=(0, None, None, 0))
+    def update_cost(self, opt, valleys, mode: str) -> tuple[float | None, float | None]:
+        """XLA's operation counts of one ``runner.update`` (gradient ``mode``) per run."""
+
+        def update(valley, opt, schedule, state):
+            return runner.update(valley, opt, schedule, state, mode)
+
+        update = jax.vmap(update, in_axes=(0, None, None, 0))
         return cost(update, valleys, opt, self.schedule, self.start(opt), runs=self.runs)
 
     def start(self, opt) -> runner.RunState:
-        """The sweep's initial states (``runner._start_runs``, landscape gathered per run)."""
-        return runner._start_runs(self.valleys, opt, self.schedule, self.keys, axes=SWEEP_AXES)
+        """The sweep's initial states (``runner.start_runs``, landscape gathered per run)."""
+        return runner.start_runs(self.valleys, opt, self.schedule, self.keys, axes=SWEEP_AXES)
 
     def runner_scan(self, optimizer: str, check: str = "loss") -> None:
-        """The very program the sweep compiles (``runner._advance_runs``), called directly, with
+        """The very program the sweep compiles (``runner.advance_runs``), called directly, with
         the divergence check of the landscape (``loss``), of the parameters only, or ``none``."""
-        opt = _problem(Workload(self.dim, optimizer, self.runs, self.steps))[1]
+        opt, mode = self.optimizer(optimizer)
         valleys = self.checks[check]
         state = self.start(opt)
 
         def go():
-            return runner._advance_runs(
+            return runner.advance_runs(
                 valleys,
                 opt,
                 self.schedule,
                 state,
                 n_records=N_RECORDS,
                 record_every=self.record_every,
-                what=runner.Recording(),
+                what=runner.Options(gradient=mode),
                 axes=SWEEP_AXES,
             )
 
         name = {"loss": "runner scan", "params": "runner scan, check w only"}.get(
             check, "runner scan - div. check"
         )
-        self.add(optimizer, name, go, lambda: self.update_cost(opt, valleys))
+        self.add(optimizer, name, go, lambda: self.update_cost(opt, valleys, mode))
         self.finals[f"{optimizer} {name}"] = go()[0].params
 
     # -- hand-written scans -------------------------------------------------------------------
@@ -322,11 +336,11 @@ class Profiler:
         self.scan(optimizer, name, body, self.w0, **kw)
 
     def optax_loop(self, optimizer: str) -> None:
-        opt = _problem(Workload(self.dim, optimizer, self.runs, self.steps))[1]
+        opt, mode = self.optimizer(optimizer)
 
         def body(v, schedule, key, x, t):
             w, state = x
-            g = opt.gradient(v, w, jax.random.fold_in(key, t))
+            g = runner.gradient(v, w, jax.random.fold_in(key, t), mode)
             updates, state = opt.transform(schedule).update(g, state, w)
             return optax.apply_updates(w, updates), state
 

@@ -8,13 +8,14 @@ Theorem 10): for SGD with rates ``gamma s_t`` on a convex problem with ``E||g||^
 ``w_j`` after ``j`` updates using the rates ``r_0 .. r_j``; optimal base rate
 ``gamma* = (D/G) sqrt(A/B)``, optimal bound ``2 D G sqrt(A B)``.  Schedules (unit peak, no
 warmup): constant, WSD (linear cooldown over the last ``decay_fraction``), cosine and linear
-decay, each built with ``total_steps = steps + 1`` and tabulated to ``steps + 1`` rates, so the
-run's ``steps`` updates use ``r_0 .. r_{steps-1}`` and the bound on the final iterate also uses
-``r_steps > 0`` (a schedule reaching 0 at the last bounded iterate has an infinite bound; the
-authors likewise evaluate schedules of ``T + 1`` rates ending at 0 at ``T``).
+decay, each built with ``total_steps = steps + 1`` (the bound reads their ``steps + 1`` rates;
+the sweep runs them with ``horizon="free"``), so the run's ``steps`` updates use ``r_0 ..
+r_{steps-1}`` and the bound on the final iterate also uses ``r_steps > 0`` (a schedule reaching
+0 at the last bounded iterate has an infinite bound; the authors likewise evaluate schedules of
+``T + 1`` rates ending at 0 at ``T``).
 
-Two landscapes, one compiled ``sweep`` each (the four schedules x a log grid of base rates as one
-``schedules.tabulated`` batch, common seeds):
+Two landscapes, one compiled ``sweep`` each (a dict of the four schedules, each over a log grid
+of base rates: dims ``schedule x peak``; common seeds):
 
 1. *Convex*: ``landscapes.weighted_l1`` (``L = sum_i c_i |w_i|``, ``c`` log-spaced from 1 down to
    ``l1_flattest`` over ``l1_dim`` coordinates, Gaussian subgradient noise ``l1_noise``, start
@@ -64,6 +65,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -109,16 +111,23 @@ def config(quick: bool) -> Config:
     )
 
 
+def schedule_set(cfg: Config, peak) -> dict[str, schedules.Schedule]:
+    """The schedules in ``SCHEDULES`` order at base rate ``peak`` (a number, or a list: dim
+    ``peak``), each planned over ``steps + 1`` rates (module docstring)."""
+    total = cfg.steps + 1
+    return {
+        "constant": schedules.constant(peak),
+        "wsd": schedules.wsd(peak, total, cfg.decay_fraction),
+        "cosine": schedules.cosine(peak, total),
+        "linear": schedules.linear(peak, total),
+    }
+
+
 def shapes(cfg: Config) -> np.ndarray:
     """Unit-peak rates ``s_0 .. s_steps`` (``steps + 1`` of them) of each schedule, in
     ``SCHEDULES`` order: shape ``(4, steps + 1)``."""
     total = cfg.steps + 1
-    built = {
-        "constant": schedules.constant(1.0),
-        "wsd": schedules.wsd(1.0, total, cfg.decay_fraction),
-        "cosine": schedules.cosine(1.0, total),
-        "linear": schedules.linear(1.0, total),
-    }
+    built = schedule_set(cfg, 1.0)
     return np.stack([np.asarray(schedules.rates(built[k], total), np.float64) for k in SCHEDULES])
 
 
@@ -127,27 +136,23 @@ def convex_landscape(cfg: Config):
     return weighted_l1(weights, cfg.l1_noise, cfg.l1_start)
 
 
-def _simulate(landscape, unit: np.ndarray, rates: tuple[float, ...], cfg, progress):
-    """One sweep of every (schedule, base rate) pair; per-seed losses ``(sched, rate, seed,
-    step)`` with diverged runs as NaN, and the recorded steps."""
-    gamma = np.asarray(rates)
-    table = (gamma[None, :, None] * unit[:, None, :]).reshape(-1, unit.shape[-1])
-    peaks = np.repeat(gamma[None, :], len(SCHEDULES), 0).reshape(-1)
-    batch = schedules.tabulated(table, peak=peaks)
+def _simulate(landscape, rates: tuple[float, ...], cfg, progress) -> xr.DataArray:
+    """One sweep of every schedule x base rate: per-seed losses ``(schedule, rate, seed,
+    step)``, a diverged run NaN at every step.  The schedules plan ``steps + 1`` rates, one more
+    than the run takes: ``horizon="free"``."""
     ds = sweep(
         landscape,
         optimizers.sgd(),
-        batch,
+        schedule_set(cfg, list(rates)),
         seeds=cfg.seeds,
         steps=cfg.steps,
         record_every=cfg.record_every,
+        horizon="free",
         progress=progress,
     )
-    shape = (len(SCHEDULES), len(gamma), cfg.seeds, -1)
-    loss = np.asarray(ds["loss"].values, np.float64).reshape(shape)
-    diverged = np.asarray(ds["diverged"].values).reshape(shape[:3])
-    loss = np.where(diverged[..., None], np.nan, loss)
-    return loss, np.asarray(ds["step"].values)
+    loss = ds.loss.where(~ds.diverged).astype(np.float64).transpose("schedule", "peak", ...)
+    loss = loss.drop_vars(["peak", "landscape", "optimizer"]).rename(peak="rate")
+    return loss.assign_coords(rate=np.arange(len(rates)))
 
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
@@ -156,59 +161,39 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
     unit = shapes(cfg)
     convex = convex_landscape(cfg)
     valley = toy(noise_std=cfg.toy_noise)
-    losses, steps = [], None
-    for land, rates in ((convex, cfg.convex_rates), (valley, cfg.toy_rates)):
-        loss, steps = _simulate(land, unit, rates, cfg, progress)
-        losses.append(loss)
-    assert steps is not None
-    loss = np.stack(losses)  # (landscape, schedule, rate, seed, step)
-    n = np.sum(np.isfinite(loss[..., -1]), axis=-1)  # non-diverged seeds per configuration
-    mean = _nanmean(loss)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        se = _nanstd(loss) / np.sqrt(n)[..., None]
+    loss = xr.concat(
+        [
+            _simulate(land, rates, cfg, progress)
+            for land, rates in ((convex, cfg.convex_rates), (valley, cfg.toy_rates))
+        ],
+        dim=xr.DataArray(list(LANDSCAPES), dims="landscape", name="landscape"),
+    )  # (landscape, schedule, rate, seed, step)
+    final = loss.isel(step=-1, drop=True)
+    n = final.notnull().sum("seed")  # non-diverged seeds per configuration
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a configuration without a finite run
+        mean = loss.mean("seed")
+        se = loss.std("seed", ddof=1) / np.sqrt(n)
+    steps = loss.step.values
     terms = convex_bound.bound_terms(unit, steps=steps)  # bound on w_j for each recorded j
-    d_convex = float(convex.initial_distance())
-    g_convex = float(convex.gradient_bound())
-    dims = ("landscape", "schedule", "rate")
     return xr.Dataset(
         {
-            "mean_loss": ((*dims, "step"), mean),
-            "se_loss": ((*dims, "step"), se),
-            "final_loss": ((*dims, "seed"), loss[..., -1]),
-            "n_finite": (dims, n),
+            "mean_loss": mean,
+            "se_loss": se,
+            "final_loss": final,
+            "n_finite": n,
             "bound_A": (("schedule", "step"), terms.A),
             "bound_B": (("schedule", "step"), terms.B),
             "unit_rates": (("schedule", "update"), unit),
             "base_rate": (("landscape", "rate"), np.array([cfg.convex_rates, cfg.toy_rates])),
         },
-        coords={
-            "landscape": list(LANDSCAPES),
-            "schedule": list(SCHEDULES),
-            "rate": np.arange(len(cfg.convex_rates)),
-            "seed": np.arange(cfg.seeds),
-            "step": steps,
-            "update": np.arange(unit.shape[-1]),
-        },
+        coords={"update": np.arange(unit.shape[-1])},
         attrs={
-            "D_convex": d_convex,
-            "G_convex": g_convex,
+            "D_convex": float(convex.initial_distance()),
+            "G_convex": float(convex.gradient_bound()),
             "convex_weights": json.dumps(np.asarray(convex.weights).tolist()),
         },
     )
-
-
-def _nanmean(x: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        count = np.sum(np.isfinite(x), axis=3)
-        return np.where(count > 0, np.nansum(x, axis=3) / np.maximum(count, 1), np.nan)
-
-
-def _nanstd(x: np.ndarray) -> np.ndarray:
-    count = np.sum(np.isfinite(x), axis=3)
-    mean = _nanmean(x)
-    dev = np.where(np.isfinite(x), x - mean[:, :, :, None], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 1, np.sqrt(np.sum(dev**2, 3) / np.maximum(count - 1, 1)), np.nan)
 
 
 # ------------------------------------------------------------------------------------------------

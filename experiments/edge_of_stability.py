@@ -11,13 +11,14 @@ The landscape is the 2-D toy with hill curvature growing along the river
         \bigl(y - b \sin(\omega s)\bigr)^2,
 
 so the top Hessian eigenvalue on the river floor grows roughly like ``a (1 + kappa s)``
-downstream.  Plain GD runs at several constant rates ``eta`` (``peak``), plus one WSD run (same
-peak as one of the constant runs, linear decay to 0 over the last ``decay_fraction``), all in one
-compiled sweep: the schedules are WSD schedules stacked along one batch axis, a constant rate
-being a WSD whose ``final`` equals its ``peak``.  The landscape is batched too: every schedule
-also runs on the same valley with ``kappa = 0`` (constant curvature ``a``, always stable at these
-rates), the reference for river progress without the edge of stability.  Every step records the
-iterate and the sharpness (top Hessian eigenvalue, by ``d = 2`` Lanczos iterations: exact).
+downstream.  Plain GD (``sgd`` on the exact gradient) runs at several constant rates ``eta``
+(dim ``peak``) and under WSD from each of them (linear decay to 0 over the last
+``decay_fraction``; the figures use the one at ``wsd_peak``), all in one compiled sweep: the
+schedules are a named axis (dim ``schedule``: ``constant``, ``wsd``).  The landscape is batched
+too (dim ``curvature_growth``): every schedule also runs on the same valley with ``kappa = 0``
+(constant curvature ``a``, always stable at these rates), the reference for river progress
+without the edge of stability.  Every step records the iterate and the sharpness (top Hessian
+eigenvalue, by ``d = 2`` Lanczos iterations: exact).
 
 Measured (plot step, ``edge_of_stability_summary.json``): per ``eta``, over the late phase (the
 second half of the run), the time-average of ``sharpness * eta / 2`` (1 at the edge of
@@ -35,13 +36,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from rivervalley import optimizers, schedules
+from rivervalley import optimizers, pytree, schedules
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import RiverValley, toy
 from rivervalley.plotting import LABELS, STYLE, save_figure
@@ -80,46 +79,47 @@ def valley(cfg: Config, curvature_growth: float | None = None) -> RiverValley:
     )
 
 
-def run_kinds(cfg: Config) -> list[str]:
-    return ["constant"] * len(cfg.peaks) + ["wsd"]
-
-
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
+    if not np.isclose(cfg.peaks, cfg.wsd_peak).any():
+        raise ValueError(f"wsd_peak: need one of the peaks {cfg.peaks}, got {cfg.wsd_peak}")
     # the sharpening valley and its constant-curvature twin, as one batched landscape
-    lands = jax.tree_util.tree_map(
-        lambda *xs: jnp.stack(xs), valley(cfg), valley(cfg, curvature_growth=0.0)
-    )
-    rates = [(p, p) for p in cfg.peaks] + [(cfg.wsd_peak, 0.0)]  # (peak, final)
-    batch = schedules.stack(
-        [schedules.wsd(p, cfg.steps, cfg.decay_fraction, final=f) for p, f in rates]
-    )
-    ds = sweep(
+    lands = pytree.stack([valley(cfg), valley(cfg, curvature_growth=0.0)])
+    peaks = list(cfg.peaks)
+    return sweep(
         lands,
-        optimizers.gd(),
-        batch,
+        optimizers.sgd(),
+        {
+            "constant": schedules.constant(peaks),
+            "wsd": schedules.wsd(peaks, cfg.steps, cfg.decay_fraction),
+        },
         seeds=1,
         steps=cfg.steps,
         record_every=1,
+        gradient="exact",
         record_params=True,
         sharpness=2,  # d Lanczos iterations: exact in 2-D
         progress=progress,
     )
-    kinds = run_kinds(cfg) * 2  # runs: landscape (slow) x schedule
-    return ds.assign_coords(run_kind=("run", kinds))
 
 
 # --- analysis (plot step: reads only the dataset) -----------------------------------------------
 
 
+def _index(coord: xr.DataArray, value: float) -> int:
+    """The position of ``value`` along a float coordinate (stored in float32: compared with
+    ``isclose``, not exactly)."""
+    (index,) = np.flatnonzero(np.isclose(coord.values, value))
+    return int(index)
+
+
 def pick(ds: xr.Dataset, kind: str, peak: float, kappa: float) -> xr.Dataset:
-    """The one run of this kind, peak rate and curvature growth."""
-    mask = (
-        (ds.run_kind.values == kind)
-        & np.isclose(ds.peak.values, peak)
-        & np.isclose(ds.curvature_growth.values, kappa)
+    """The one run (dims ``step`` and ``param`` left) of this schedule kind, peak rate and
+    curvature growth."""
+    return ds.sel(schedule=kind).isel(
+        peak=_index(ds.peak, peak),
+        curvature_growth=_index(ds.curvature_growth, kappa),
+        seed=0,
     )
-    (index,) = np.flatnonzero(mask)
-    return ds.isel(run=int(index))
 
 
 def hill_dist(land: RiverValley, w: np.ndarray) -> np.ndarray:

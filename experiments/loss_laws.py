@@ -29,7 +29,8 @@ of the peak, as in the authors' runs):
   decay removes.
 * ``bigram`` (full run only): the mean loss over seeds of Adam on the lab's bigram
   language-model toy (logit table, half the contexts determined, half uniform over 16 tokens;
-  loss in nats, entropy floor ``H = log(16)/2``), all schedules in one ``sweep``.
+  loss in nats, entropy floor ``H = log(16)/2``): one ``sweep`` per horizon, of a dict of its
+  schedules.
 
 Schedules: fitted on ``constant`` + ``cosine`` (the paper's fitting pair) and, second fit set,
 also on a two-stage schedule (peak, then 0.3 peak from ``T/2``), the training set of the
@@ -191,33 +192,33 @@ def nqm_curves(cfg: Config, rates: np.ndarray) -> np.ndarray:
         return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(rates)))
 
 
-def bigram_curves(
-    cfg: Config, rates: np.ndarray, progress: bool | None
-) -> tuple[np.ndarray, float]:
-    """Mean loss over seeds (Adam, bigram table) for each rate row at every ``record_every``
-    updates: ``(schedule, n / record_every + 1)``; and the entropy floor."""
+def bigram_curves(cfg: Config, progress: bool | None) -> tuple[np.ndarray, float]:
+    """Mean loss over seeds (Adam, bigram table) for each schedule of ``schedule_set`` at every
+    ``record_every`` updates: ``(schedule, n / record_every + 1)`` (NaN past its horizon); and the
+    entropy floor."""
     key = jax.random.key(0)
     mix = [(lm.deterministic(), 0.5), (lm.uniform(cfg.bigram_support), 0.5)]
     corpus = lm.bigram_corpus(key, cfg.bigram_vocab, mix)
     model = lm.bigram_table(corpus, batch_size=cfg.bigram_batch)
-    # two sweeps: the base horizon, and the long one (one compile each, no wasted updates)
-    horizons = np.asarray([h for _, _, h in schedule_set(cfg, cfg.bigram_peak).values()])
-    n_rec = rates.shape[1] // cfg.record_every + 1
-    loss = np.full((len(rates), n_rec), np.nan)
-    for horizon in np.unique(horizons):
-        rows = np.flatnonzero(horizons == horizon)
-        batch = schedules.stack([schedules.tabulated(rates[j, :horizon]) for j in rows])
+    sset = schedule_set(cfg, cfg.bigram_peak)
+    names = list(sset)
+    n_rec = max(cfg.long_factor, 1) * cfg.steps // cfg.record_every + 1
+    loss = np.full((len(names), n_rec), np.nan)
+    # one sweep per horizon (the base one and the long one): a dict of its schedules each
+    for horizon in sorted({h for _, _, h in sset.values()}):
+        group = {name: sch for name, (_, sch, h) in sset.items() if h == horizon}
         ds = sweep(
             model,
             optimizers.adam(),
-            batch,
+            group,
             seeds=cfg.bigram_seeds,
-            steps=int(horizon),
+            steps=horizon,
             record_every=cfg.record_every,
             progress=progress,
         )
-        runs = np.asarray(ds["loss"].values, np.float64).reshape(len(rows), cfg.bigram_seeds, -1)
-        loss[rows, : runs.shape[-1]] = runs.mean(axis=1)
+        mean = ds.loss.astype(np.float64).mean("seed").transpose("schedule", "step")
+        rows = [names.index(name) for name in mean.schedule.values]
+        loss[rows, : mean.sizes["step"]] = mean.values
     return loss, float(corpus.entropy_floor())
 
 
@@ -271,7 +272,7 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
             table = nqm_curves(cfg, rates)  # after every update
             stride = 1
         else:
-            table, attrs["bigram_entropy_floor"] = bigram_curves(cfg, rates, progress)
+            table, attrs["bigram_entropy_floor"] = bigram_curves(cfg, progress)
             stride = cfg.record_every
 
         def loss_at(j, n, table=table, stride=stride):

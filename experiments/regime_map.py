@@ -71,7 +71,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 
-from rivervalley import optimizers, regimes, schedules, theory
+from rivervalley import optimizers, regimes, theory
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import noisy_quadratic
 from rivervalley.plotting import SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, save_figure
@@ -133,7 +133,7 @@ def peak_grid(cfg: Config) -> np.ndarray:
 
 def loss_grid(cfg: Config, horizons: tuple[int, ...], dim: int) -> np.ndarray:
     """Exact final losses, shape ``(noise, horizon, beta, a, kind, peak)``, float64, in one
-    compiled recursion over (beta, horizon x kind x peak); then ``a`` and ``sigma`` by linear
+    compiled recursion over (beta, horizon, kind, peak); then ``a`` and ``sigma`` by linear
     algebra.  Shorter horizons are padded with *leading* zero rates (an update at rate 0 is the
     identity), so every horizon shares one scan length."""
     peaks = peak_grid(cfg)
@@ -150,16 +150,14 @@ def loss_grid(cfg: Config, horizons: tuple[int, ...], dim: int) -> np.ndarray:
     lam = np.stack([regimes.curvatures(dim, b) for b in cfg.betas])  # (beta, d)
     with jax.enable_x64(True):
         p, q = regimes.final_moments_batch(
-            jnp.asarray(lam, jnp.float64), jnp.asarray(rates.reshape(-1, longest), jnp.float64)
+            jnp.asarray(lam, jnp.float64), jnp.asarray(rates, jnp.float64)
         )
-        p, q = np.asarray(p), np.asarray(q)  # (beta, horizon * kind * peak, d)
+        p, q = np.asarray(p), np.asarray(q)  # (beta, horizon, kind, peak, d)
     sig = np.stack([regimes.signal(dim, a) for a in cfg.signals])  # (a, d)
-    signal_part = 0.5 * np.einsum("brd,ad->bar", p, sig)  # (beta, a, run)
-    noise_part = 0.5 * np.einsum("brd,bd->br", q, lam**2)[:, None, :]  # (beta, 1, run)
-    var = np.asarray(cfg.noise_levels)[:, None, None, None] ** 2
-    loss = signal_part[None] + var * noise_part[None]  # (noise, beta, a, run)
-    shape = (len(cfg.noise_levels), len(cfg.betas), len(cfg.signals), len(horizons), len(KINDS))
-    return np.moveaxis(loss.reshape(*shape, -1), 3, 1)
+    signal_part = 0.5 * np.einsum("bhkpd,ad->hbakp", p, sig)
+    noise_part = 0.5 * np.einsum("bhkpd,bd->hbkp", q, lam**2)[:, :, None]  # a: broadcast
+    var = np.asarray(cfg.noise_levels)[:, None, None, None, None, None] ** 2
+    return signal_part[None] + var * noise_part[None]  # (noise, horizon, beta, a, kind, peak)
 
 
 def monte_carlo(cfg: Config, progress: bool | None) -> dict[str, np.ndarray]:
@@ -169,15 +167,12 @@ def monte_carlo(cfg: Config, progress: bool | None) -> dict[str, np.ndarray]:
     d, steps, beta, a = cfg.mc_dim, cfg.mc_steps, cfg.mc_beta, cfg.mc_signal
     peaks = peak_grid(cfg)
     kinds = ("wsd", "cosine")
-    rates = regimes.tabulate(kinds, peaks, steps, cfg.decay_fraction)
+    rates = regimes.tabulate(kinds, peaks, steps, cfg.decay_fraction)  # (kind, peak, T)
     lam = regimes.curvatures(d, beta)
     sig = regimes.signal(d, a)
     with jax.enable_x64(True):
-        p, q = regimes.final_moments_batch(
-            jnp.asarray(lam[None]), jnp.asarray(rates.reshape(-1, steps))
-        )
+        p, q = regimes.final_moments_batch(jnp.asarray(lam[None]), jnp.asarray(rates))
     losses = regimes.final_loss(np.asarray(p[0]), np.asarray(q[0]), lam, sig, cfg.main_noise)
-    losses = losses.reshape(len(kinds), -1)
     best = np.argmin(losses, axis=1)  # the best grid peak (no refinement: exact rates)
     tuned = peaks[best]
     fast = losses[np.arange(len(kinds)), best]
@@ -190,24 +185,24 @@ def monte_carlo(cfg: Config, progress: bool | None) -> dict[str, np.ndarray]:
                 jnp.asarray(lam), jnp.asarray(std), jnp.asarray(w0), jnp.asarray(table)
             )
         )
-    batch = schedules.stack([schedules.tabulated(r) for r in table])
     ds = sweep(
         noisy_quadratic(lam, std, w0),
         optimizers.sgd(),
-        batch,
+        {
+            k: regimes.make_schedule(k, tuned[i], steps, cfg.decay_fraction)
+            for i, k in enumerate(kinds)
+        },
         seeds=cfg.mc_seeds,
         steps=steps,
         record_every=steps,
         progress=progress,
     )
-    final = np.asarray(ds["loss"].values, np.float64)[:, -1].reshape(len(kinds), cfg.mc_seeds)
-    mc_mean = final.mean(axis=1)
-    mc_se = final.std(axis=1, ddof=1) / np.sqrt(cfg.mc_seeds)
+    final = ds.loss.isel(step=-1).astype(np.float64).transpose("schedule", "seed")
     return {
         "mc_kind": np.asarray(kinds),
         "mc_peak": tuned,
-        "mc_mean": mc_mean,
-        "mc_se": mc_se,
+        "mc_mean": final.mean("seed").values,
+        "mc_se": final.std("seed", ddof=1).values / np.sqrt(cfg.mc_seeds),
         "mc_exact": np.asarray(fast),
         "mc_exact_theory": np.asarray(shared),
     }

@@ -41,30 +41,26 @@ def config(quick: bool) -> Config:
 
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
-    """Both schedules as their tables of ``steps + 1`` rates (``schedules.tabulated``, the last
-    one only recorded), stacked into one batch: one compiled sweep instead of one per kind."""
-    runs = {
-        "constant": schedules.constant(cfg.peak),
-        "wsd": schedules.wsd(cfg.peak, cfg.steps, cfg.decay_fraction),
-    }
-    table = [schedules.rates(s, cfg.steps + 1) for s in runs.values()]
-    ds = sweep(
+    """Both schedules as one named axis (dim ``schedule``): one compiled sweep for both kinds."""
+    return sweep(
         toy(),
         optimizers.sgd(),
-        schedules.stack([schedules.tabulated(r) for r in table]),
+        {
+            "constant": schedules.constant(cfg.peak),
+            "wsd": schedules.wsd(cfg.peak, cfg.steps, cfg.decay_fraction),
+        },
         seeds=[cfg.seed],
         steps=cfg.steps,
         record_every=cfg.record_every,
         record_params=True,
         progress=progress,
     )
-    ds = ds.drop_vars(["rates", "schedule_index"])  # the rates are recorded as ``lr``
-    return ds.assign_coords(schedule=("run", list(runs)))
 
 
 def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     valley = toy()
-    x = np.linspace(-2.5, float(ds.params[..., 0].max()) + 0.5, 300)
+    ds = ds.sel(seed=cfg.seed)  # one seed: dims (schedule, step[, param])
+    x = np.linspace(-2.5, float(ds.params.isel(param=0).max()) + 0.5, 300)
     y = np.linspace(-0.35, 0.35, 200)
     X, Y = np.meshgrid(x, y)
     points = jnp.stack([X.ravel(), Y.ravel()], axis=-1)
@@ -80,10 +76,10 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         floor = np.asarray(jax.jit(jax.vmap(valley.river_curve))(jnp.asarray(x))).ravel()
         ax.plot(x, floor, "k--", lw=1, label="river floor $y = c(x)$")
         before = ds.step.values < decay_start
-        w = ds.params.isel(run=0).values
+        w = ds.params.sel(schedule="constant").values
         ax.plot(w[before, 0], w[before, 1], color="0.25", lw=0.5, label="both, before the decay")
         for name, color in (("constant", "tab:blue"), ("wsd", "tab:green")):
-            run = ds.where(ds.schedule == name, drop=True).isel(run=0)
+            run = ds.sel(schedule=name)
             w = run.params.values
             after = run.step.values >= decay_start
             lw = 1.4 if name == "wsd" else 0.7

@@ -1,7 +1,8 @@
 """``rivervalley bench``: the sweep runner against the alternatives, side by side.
 
 For each workload (``runs`` runs of ``steps`` updates with GD, SGD or Adam under a WSD schedule,
-recording 10 times) on one of two landscapes,
+recording 10 times; GD is ``optimizers.sgd()`` on the exact gradient, ``gradient="exact"``) on
+one of two landscapes,
 
 ``valley``  the softplus river valley of dimension ``d`` (``dim``), peak rate 0.05;
 ``bigram``  the bigram language-model toy: a logit table (``rivervalley.lm.bigram_table``,
@@ -60,6 +61,11 @@ class Workload:
         prefix = "bigram " if self.landscape == "bigram" else ""
         return f"{prefix}{size} {self.optimizer} runs={self.runs} steps={self.steps}"
 
+    @property
+    def gradient(self) -> str:
+        """The gradient the runs see: ``"exact"`` for GD, else ``"stochastic"``."""
+        return "exact" if self.optimizer == "gd" else "stochastic"
+
     def supports(self, method: str) -> bool:
         """Whether ``method`` applies (NumPy exists for the valley only)."""
         return method != "numpy" or self.landscape == "valley"
@@ -79,6 +85,7 @@ DEFAULT = [Workload(d, opt, 1024, 1000) for d in (2, 64, 1024) for opt in ("gd",
     Workload(64, "adam", 256, 1000, landscape="bigram"),
     Workload(64, "sgd", 1024, 1000, landscape="bigram"),
 ]
+OPTIMIZER_NAMES = {"gd": "sgd"}  # GD is SGD on the exact gradient (``Workload.gradient``)
 LOOP_RUNS = 32  # runs timed for the per-run loop
 NUMPY_STEPS = 1000  # steps timed for NumPy
 BIGRAM_PEAK = {"gd": 20.0, "sgd": 20.0, "adam": 0.05}  # peak rates for the logit table
@@ -90,7 +97,7 @@ def _problem(w: Workload):
     from rivervalley import lm, optimizers, schedules
     from rivervalley.landscapes import river_valley
 
-    optimizer = optimizers.by_name(w.optimizer)
+    optimizer = optimizers.by_name(OPTIMIZER_NAMES.get(w.optimizer, w.optimizer))
     if w.landscape == "bigram":
         mix = [(lm.deterministic(), 0.5), (lm.uniform(8), 0.5)]
         model = lm.bigram_table(lm.bigram_corpus(jax.random.key(0), w.dim, mix), batch_size=32)
@@ -130,6 +137,7 @@ def _measure(method: str, w: Workload) -> dict[str, Any]:
                 seeds=w.runs,
                 steps=w.steps,
                 record_every=record_every,
+                gradient=w.gradient,
                 progress=False,
             )
 
@@ -147,7 +155,10 @@ def _measure(method: str, w: Workload) -> dict[str, Any]:
         n = min(w.runs, LOOP_RUNS)
         # the single-run scan the sweep vmaps, recording what it records by default
         advance = functools.partial(
-            runner.advance, n_records=10, record_every=record_every, what=runner.Recording()
+            runner.advance,
+            n_records=10,
+            record_every=record_every,
+            what=runner.Options(gradient=w.gradient),
         )
         single = jax.jit(advance)
         start = jax.jit(runner.init_run)

@@ -47,10 +47,8 @@ class DemoConfig:
 
 
 def compute(config: DemoConfig, *, progress: bool | None = None) -> xr.Dataset:
-    """One sweep per schedule, labelled and concatenated along ``run`` (coordinates ``seed`` and
-    ``schedule`` come with each sweep).  Each schedule runs as its table of rates
-    (``schedules.tabulated`` of ``steps + 1`` rates, so the recorded last rate is the schedule's
-    own), so the three sweeps share one compiled program instead of compiling one each."""
+    """One sweep of every schedule (a named axis: dim ``schedule``) over the seeds (dim
+    ``seed``): the three kinds run in one compiled program."""
     variables = [
         "loss",
         "river_loss",
@@ -60,19 +58,16 @@ def compute(config: DemoConfig, *, progress: bool | None = None) -> xr.Dataset:
         "diverged",
         "diverged_step",
     ]
-    parts = [
-        sweep(
-            toy(),
-            optimizers.sgd(),
-            schedules.tabulated(schedules.rates(schedule, config.steps + 1)),
-            seeds=config.seeds,
-            steps=config.steps,
-            record_every=config.record_every,
-            progress=progress,
-        )[variables].assign_coords(schedule=("run", [name] * config.seeds))
-        for name, schedule in config.schedules().items()
-    ]
-    return xr.concat(parts, dim="run")
+    ds = sweep(
+        toy(),
+        optimizers.sgd(),
+        config.schedules(),
+        seeds=config.seeds,
+        steps=config.steps,
+        record_every=config.record_every,
+        progress=progress,
+    )
+    return ds[variables]
 
 
 def summary(ds: xr.Dataset, config: DemoConfig) -> str:
@@ -80,11 +75,11 @@ def summary(ds: xr.Dataset, config: DemoConfig) -> str:
     decay_start = config.steps - round(config.decay_fraction * config.steps)
     rows = [f"{'schedule':<10}{'step':>7}{'loss':>10}{'river':>10}{'hill':>10}{'river s':>10}"]
     for name in config.schedules():
-        runs, n_diverged = results.drop_diverged(ds.isel(run=(ds.schedule == name).values))
+        runs, n_diverged = results.drop_diverged(ds.sel(schedule=name))
         if n_diverged:
             rows.append(f"{name}: {n_diverged} diverged runs excluded")
         for step in (decay_start, config.steps):
-            at = runs.sel(step=step).mean("run")
+            at = runs.sel(step=step).mean("seed")
             rows.append(
                 f"{name:<10}{step:>7d}{float(at.loss):>10.4f}{float(at.river_loss):>10.4f}"
                 f"{float(at.hill_loss):>10.4f}{float(at.river_coord):>10.3f}"
@@ -95,12 +90,11 @@ def summary(ds: xr.Dataset, config: DemoConfig) -> str:
 def plot(ds: xr.Dataset, config: DemoConfig, path: Path) -> Path:
     """The lab's opening figure: WSD's loss split into its river and hill components (the
     story), then total, river and hill loss of every schedule; PNG and PDF."""
-    groups = {name: ds.isel(run=(ds.schedule == name).values) for name in config.schedules()}
     decay_start = config.steps - round(config.decay_fraction * config.steps)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 4, figsize=(17, 4.0), width_ratios=(1.35, 1, 1, 1))
-        story_panel(axes[0], results.drop_diverged(groups["wsd"])[0], decay_start)
-        loss_panels(groups, axes=axes[1:])
+        story_panel(axes[0], results.drop_diverged(ds.sel(schedule="wsd"))[0], decay_start)
+        loss_panels(ds, axes=axes[1:])
         for ax in axes[1:]:
             ax.axvline(decay_start, color="gray", lw=0.6, ls=":")
         fig.suptitle(
@@ -113,7 +107,7 @@ def plot(ds: xr.Dataset, config: DemoConfig, path: Path) -> Path:
 
 def story_panel(ax: Axes, wsd: xr.Dataset, decay_start: int) -> None:
     """WSD's mean total loss = river loss + hill loss on one axis, the rate on a twin axis."""
-    mean = wsd[["loss", "river_loss", "hill_loss", "lr"]].mean("run")
+    mean = wsd[["loss", "river_loss", "hill_loss", "lr"]].mean("seed")
     step = mean["step"]
     color = SCHEDULE_COLORS["wsd"]
     ax.plot(step, mean.loss, color=color, lw=2.0, label="total loss")

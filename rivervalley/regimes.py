@@ -224,8 +224,11 @@ def final_moments(curvatures, lrs) -> tuple[jax.Array, jax.Array]:
 @jax.jit
 def final_moments_batch(curvatures, lrs) -> tuple[jax.Array, jax.Array]:
     """``final_moments`` for every curvature vector x every rate sequence: ``curvatures``
-    ``(B, d)``, ``lrs`` ``(R, T)`` -> ``P``, ``Q`` of shape ``(B, R, d)``; one compiled call."""
-    per_run = jax.vmap(final_moments, in_axes=(None, 0))
+    ``(B, d)``, ``lrs`` ``(..., T)`` (any leading axes, e.g. ``(kind, peak, T)`` from
+    ``tabulate``) -> ``P``, ``Q`` of shape ``(B, ..., d)``; one compiled call."""
+    per_run = final_moments
+    for _ in range(jnp.ndim(lrs) - 1):
+        per_run = jax.vmap(per_run, in_axes=(None, 0))
     return jax.vmap(per_run, in_axes=(0, None))(curvatures, lrs)
 
 

@@ -588,7 +588,7 @@ def sweep(
     layouts = [layout(name, value) for name, value in given.items()]
     if schedule is not None:
         _check_horizon(layouts[-1], steps, horizon)
-    reserved = {"seed", "step", "run", *given, *RECORDED, "diverged", "diverged_step"}
+    reserved = {"seed", "step", *given, *RECORDED, "diverged", "diverged_step"}
     layouts = _rename_clashes(layouts, reserved)
     options = Options(gradient, record_params, sharpness, save)
     group_lists = [_groups(lay) for lay in layouts[:2]]

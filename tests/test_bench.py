@@ -17,10 +17,17 @@ def test_numpy_reference_matches_the_runner_for_gd():
     lrs = np.asarray(jax.vmap(schedule)(np.arange(200)))
     ref = numpy_sweep(valley, "gd", lrs, runs=3, record_every=20)
     ds = runner.sweep(
-        valley, optimizers.gd(), schedule, seeds=3, steps=200, record_every=20, progress=False
+        valley,
+        optimizers.sgd(),
+        schedule,
+        seeds=3,
+        steps=200,
+        record_every=20,
+        gradient="exact",
+        progress=False,
     )
     # the same float32 maths, evaluated in a different order: ~10 ulp
-    np.testing.assert_allclose(ds.loss.values, ref, rtol=2e-6)
+    np.testing.assert_allclose(ds.loss.transpose("seed", "step").values, ref, rtol=2e-6)
 
 
 def test_measurements_and_results_file(tmp_path, monkeypatch):
@@ -59,3 +66,12 @@ def test_bigram_workload_runs_sweep_and_loop_only(tmp_path, monkeypatch):
         bench._measure("numpy", tiny)
     with pytest.raises(ValueError, match="landscape"):
         bench.Workload(dim=8, optimizer="sgd", runs=4, steps=50, landscape="nope")
+
+
+def test_gd_workload_is_sgd_on_the_exact_gradient():
+    gd = bench.Workload(dim=8, optimizer="gd", runs=2, steps=20)
+    _, optimizer, _ = bench._problem(gd)
+    assert gd.gradient == "exact" and optimizer.name == "sgd"
+    assert bench.Workload(dim=8, optimizer="sgd", runs=2, steps=20).gradient == "stochastic"
+    res = bench._measure("loop", gd)
+    assert res["runs_timed"] == 2 and res["run_steps_per_s"] > 0

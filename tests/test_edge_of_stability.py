@@ -245,17 +245,14 @@ def _toy(kappa: float, b: float) -> RiverValley:
 @functools.cache
 def _eos() -> xr.Dataset:
     """One compiled sweep: 3 landscapes x (constant rate, WSD), every step recorded."""
-    lands = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *(_toy(*c) for c in CASES.values()))
-    rates = schedules.stack(
-        [schedules.wsd(ETA, STEPS, DECAY, final=ETA), schedules.wsd(ETA, STEPS, DECAY)]
-    )
     return sweep(
-        lands,
-        optimizers.gd(),
-        rates,
+        {case: _toy(*c) for case, c in CASES.items()},  # dim landscape
+        optimizers.sgd(),
+        {"constant": schedules.constant(ETA), "wsd": schedules.wsd(ETA, STEPS, DECAY)},
         seeds=1,
         steps=STEPS,
         record_every=1,
+        gradient="exact",
         record_params=True,
         sharpness=2,
         progress=False,
@@ -263,7 +260,7 @@ def _eos() -> xr.Dataset:
 
 
 def _run(case: str, wsd: bool = False) -> xr.Dataset:
-    return _eos().isel(run=2 * list(CASES).index(case) + int(wsd))
+    return _eos().sel(landscape=case, schedule="wsd" if wsd else "constant").isel(seed=0)
 
 
 def _hill_dist(w: np.ndarray, b: float) -> np.ndarray:

@@ -263,7 +263,14 @@ FORBIDDEN = {
 
 @pytest.mark.parametrize("pattern", list(FORBIDDEN), ids=list(FORBIDDEN))
 def test_no_study_rebuilds_the_grid_by_hand(pattern):
-    sources = [*ROOT.glob("experiments/*.py"), *ROOT.glob("rivervalley/**/*.py")]
+    # the studies and the modules that read sweep results (lm.data's np.repeat labels the
+    # contexts of a corpus, not runs)
+    sources = [
+        *ROOT.glob("experiments/*.py"),
+        *ROOT.glob("rivervalley/*.py"),
+        *ROOT.glob("notebooks/*.ipynb"),
+        *ROOT.glob("benchmarks/*.py"),
+    ]
     offenders = [
         f"{path.relative_to(ROOT)}:{number}"
         for path in sources

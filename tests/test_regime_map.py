@@ -129,13 +129,11 @@ def _tuned_losses(beta, signals, sigma, dim=512, steps=2000):
     peaks = np.geomspace(1e-3, 1.8, 16)
     rates = regimes.tabulate(regimes.KINDS, peaks, steps)
     lam = regimes.curvatures(dim, beta)
-    p, q = regimes.final_moments_batch(
-        jnp.asarray(lam[None]), jnp.asarray(rates.reshape(-1, steps))
-    )
-    p, q = np.asarray(p[0]), np.asarray(q[0])
+    p, q = regimes.final_moments_batch(jnp.asarray(lam[None]), jnp.asarray(rates))
+    p, q = np.asarray(p[0]), np.asarray(q[0])  # (kind, peak, d)
     out = {}
     for a in signals:
-        loss = regimes.final_loss(p, q, lam, regimes.signal(dim, a), sigma).reshape(4, -1)
+        loss = regimes.final_loss(p, q, lam, regimes.signal(dim, a), sigma)  # (kind, peak)
         out[a] = regimes.tune_peak(peaks, loss)[1]
     return out
 
@@ -175,7 +173,7 @@ def test_monte_carlo_spot_check():
         steps=steps,
         record_every=steps,
     )
-    final = np.asarray(ds["loss"].values, np.float64)[:, -1]
+    final = np.asarray(ds.loss.isel(step=-1).values, np.float64)  # (seed,)
     rates = regimes.tabulate(["wsd"], [1.2], steps)[0, 0]
     p, q = regimes.final_moments(jnp.asarray(lam), jnp.asarray(rates))
     exact = regimes.final_loss(np.asarray(p), np.asarray(q), lam, regimes.signal(dim, a), sigma)
