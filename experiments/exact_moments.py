@@ -12,12 +12,12 @@ by linear recursions (``rivervalley.theory``): per coordinate ``m' = (1 - eta la
 expected loss is ``1/2 sum_i lambda_i (m_i^2 + v_i)``.
 
 ``sweep`` runs ``seeds`` Monte-Carlo runs of SGD (``beta = 0``) and SGD with momentum ``beta``
-under WSD, cosine and WSD-S in *one* compiled program: the optimizer is heavy ball batched over
-``beta in {0, beta}`` (with ``beta = 0``, ``m = 0 m + g = g`` bit for bit, i.e. plain SGD), and
-each schedule's rates are tabulated per step (``schedules.tabulated``, checked equal to the
-schedule's own rates) so the three schedules form one batch.  The dataset keeps per-step
-Monte-Carlo statistics (mean, variance, quantiles of the loss and of every coordinate) next to
-the exact moments.
+under WSD, cosine and WSD-S in *one* compiled program: the optimizer is heavy ball swept over
+``beta in {0, beta}`` (dim ``momentum``; with ``beta = 0``, ``m = 0 m + g = g`` bit for bit,
+i.e. plain SGD) and the schedules are a dict (dim ``schedule``; the recorded rates are checked
+equal to the ones the recursions use).  The dataset keeps per-step Monte-Carlo statistics (mean,
+variance, quantiles of the loss and of every coordinate) over dims ``(momentum, schedule,
+step[, param])`` next to the exact moments.
 
 Figures: ``exact_moments_loss`` (MC mean loss and its 5-95% sample quantiles, exact ``E L``),
 ``exact_moments_iterates`` (river and top-hill coordinates: MC mean and 2.5-97.5% sample
@@ -48,7 +48,6 @@ from rivervalley import optimizers, schedules, theory
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import noisy_quadratic
 from rivervalley.plotting import SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, save_figure
-from rivervalley.pytree import as_float
 from rivervalley.runner import sweep
 
 SCHEDULES = ("wsd", "cosine", "wsd_s")
@@ -89,26 +88,17 @@ def schedule_set(cfg: Config) -> dict[str, schedules.Schedule]:
     }
 
 
-def _rates(schedule: schedules.Schedule, t: jax.Array) -> jax.Array:
-    return schedule(t)
-
-
-@jax.jit
-def _all_rates(schedule_list: list[schedules.Schedule], t: jax.Array) -> jax.Array:
-    """Every schedule's rates at ``t``, stacked, in one compiled call (eager evaluation would
-    compile op by op, which costs seconds)."""
-    return jnp.stack([s(t) for s in schedule_list])
-
-
-def rate_table(cfg: Config) -> np.ndarray:
+def rate_table(cfg: Config) -> xr.DataArray:
     """Rates of every schedule at steps ``0 .. steps`` (the last one is only recorded, never
-    used by an update), shape ``(3, steps + 1)``."""
-    t = jnp.arange(cfg.steps + 1)
-    return np.asarray(_all_rates(list(schedule_set(cfg).values()), t))
+    used by an update), dims ``(schedule, t)``."""
+    table = {k: np.asarray(schedules.rates(s, cfg.steps + 1)) for k, s in schedule_set(cfg).items()}
+    return xr.DataArray(
+        np.stack(list(table.values())), dims=("schedule", "t"), coords={"schedule": list(table)}
+    )
 
 
-def exact(cfg: Config, rates: np.ndarray) -> dict[str, np.ndarray]:
-    """Exact moments at the recorded steps for every (optimizer, schedule), via one ``vmap`` of
+def exact(cfg: Config, rates: xr.DataArray) -> xr.Dataset:
+    """Exact moments at the recorded steps for every (momentum, schedule), via one ``vmap`` of
     ``theory.heavy_ball_quadratic_moments`` over momenta and schedules."""
     betas = jnp.asarray([0.0, cfg.momentum])
 
@@ -122,88 +112,64 @@ def exact(cfg: Config, rates: np.ndarray) -> dict[str, np.ndarray]:
 
     by_schedule = jax.vmap(one, in_axes=(None, 0))
     both = jax.jit(jax.vmap(by_schedule, in_axes=(0, None)))
-    mean, var, loss, loss_var = both(betas, jnp.asarray(rates))
+    mean, var, loss, loss_var = both(betas, jnp.asarray(rates.values[:, : cfg.steps]))
     rec = slice(None, None, cfg.record_every)
-    return {
-        "exact_w_mean": np.asarray(mean)[:, :, rec],
-        "exact_w_var": np.asarray(var)[:, :, rec],
-        "exact_loss": np.asarray(loss)[:, :, rec],
-        "exact_loss_var": np.asarray(loss_var)[:, :, rec],
-    }
+    dims = ("momentum", "schedule", "step", "param")
+    return xr.Dataset(
+        {
+            "exact_w_mean": (dims, np.asarray(mean)[:, :, rec]),
+            "exact_w_var": (dims, np.asarray(var)[:, :, rec]),
+            "exact_loss": (dims[:3], np.asarray(loss)[:, :, rec]),
+            "exact_loss_var": (dims[:3], np.asarray(loss_var)[:, :, rec]),
+        }
+    )
 
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
-    table = rate_table(cfg)
-    batch = schedules.stack([schedules.tabulated(r) for r in table])
-    check = np.asarray(
-        jax.jit(jax.vmap(_rates, in_axes=(0, None)))(batch, jnp.arange(cfg.steps + 1))
-    )
-    assert np.array_equal(check, table), "the tabulated rates must equal the schedules' own"
-    heavy_ball = optimizers.Optimizer(
-        name="sgd",
-        stochastic=True,
-        use_momentum=True,
-        momentum=as_float([0.0, cfg.momentum]),
-    ).validate()
-    landscape = noisy_quadratic(cfg.curvatures, cfg.noise_std, cfg.start)
     ds = sweep(
-        landscape,
-        heavy_ball,
-        batch,
+        noisy_quadratic(cfg.curvatures, cfg.noise_std, cfg.start),
+        optimizers.sgd(momentum=[0.0, cfg.momentum]),  # dim momentum; 0: plain SGD, bit for bit
+        schedule_set(cfg),  # dim schedule: three kinds in one compiled program
         seeds=cfg.seeds,
         steps=cfg.steps,
         record_every=cfg.record_every,
         record_params=True,
         progress=progress,
     )
-    shape = (len(OPTIMIZERS), len(SCHEDULES), cfg.seeds)
+    table = rate_table(cfg)
+    recorded = ds.lr.isel(momentum=0, seed=0, drop=True).transpose("schedule", "step")
+    # the recursions' rates are the runs' (to float32 rounding: the runner evaluates the
+    # schedules in its own compiled code)
+    expected = table.values[:, :: cfg.record_every]
+    np.testing.assert_allclose(recorded.values, expected, rtol=0, atol=1e-6 * cfg.peak)
     # A run is flagged diverged when its loss stops being finite.  These linear recursions are
     # stable, so that only happens when the noise generator itself returns +-inf (see
     # ``dropped_seeds``); such a seed is dropped from every configuration, keeping the common
     # random numbers aligned.
-    bad = np.asarray(ds["diverged"].values).reshape(shape).any(axis=(0, 1))
-    keep = np.flatnonzero(~bad)
-    loss = np.asarray(ds["loss"].values, np.float64).reshape(*shape, -1)[:, :, keep]
-    w = np.asarray(ds["params"].values, np.float64).reshape(*shape, ds.sizes["step"], -1)
-    w = w[:, :, keep]
-    dims = ("optimizer", "schedule")
+    bad = ds.diverged.any(("momentum", "schedule"))
+    runs = ds[["loss", "params"]].isel(seed=np.flatnonzero(~bad.values)).astype(np.float64)
+    loss, w = runs.loss, runs.params
     data = {
-        "mc_loss_mean": ((*dims, "step"), loss.mean(axis=2)),
-        "mc_loss_std": ((*dims, "step"), loss.std(axis=2, ddof=1)),
-        "mc_loss_q": (
-            (*dims, "loss_quantile", "step"),
-            np.moveaxis(np.quantile(loss, LOSS_QUANTILES, axis=2), 0, 2),
-        ),
-        "mc_w_mean": ((*dims, "step", "param"), w.mean(axis=2)),
-        "mc_w_var": ((*dims, "step", "param"), w.var(axis=2, ddof=1)),
-        "mc_w_q": (
-            (*dims, "iterate_quantile", "step", "param"),
-            np.moveaxis(np.quantile(w, ITERATE_QUANTILES, axis=2), 0, 2),
-        ),
-        "lr": (("schedule", "step"), table[:, :: cfg.record_every]),
+        "mc_loss_mean": loss.mean("seed"),
+        "mc_loss_std": loss.std("seed", ddof=1),
+        "mc_loss_q": loss.quantile(LOSS_QUANTILES, "seed").rename(quantile="loss_quantile"),
+        "mc_w_mean": w.mean("seed"),
+        "mc_w_var": w.var("seed", ddof=1),
+        "mc_w_q": w.quantile(ITERATE_QUANTILES, "seed").rename(quantile="iterate_quantile"),
+        "lr": recorded,
     }
-    for name, value in exact(cfg, table[:, : cfg.steps]).items():
-        data[name] = ((*dims, "step", "param")[: value.ndim], value)
-    return xr.Dataset(
-        data,
-        coords={
-            "optimizer": list(OPTIMIZERS),
-            "schedule": list(SCHEDULES),
-            "step": ds["step"].values,
-            "param": np.arange(len(cfg.curvatures)),
-            "loss_quantile": list(LOSS_QUANTILES),
-            "iterate_quantile": list(ITERATE_QUANTILES),
-        },
-        attrs={
-            "n_seeds": len(keep),
-            "dropped_seeds": json.dumps(np.flatnonzero(bad).tolist()),
-            "sweep_config": ds.attrs["config"],
-        },
-    )
+    moments = exact(cfg, table).assign_coords(momentum=ds.momentum, step=ds.step)
+    out = xr.Dataset(data).merge(moments).drop_vars(["landscape", "optimizer"])
+    out.attrs = {
+        "n_seeds": runs.sizes["seed"],
+        "dropped_seeds": json.dumps(ds.seed.values[bad.values].tolist()),
+        "sweep_config": ds.attrs["config"],
+    }
+    return out.assign_coords(param=np.arange(len(cfg.curvatures)))
 
 
-def z_scores(ds: xr.Dataset) -> dict[str, np.ndarray]:
-    """z-scores per (optimizer, schedule, step[, param]), step 0 (deterministic) excluded.
+def z_scores(ds: xr.Dataset) -> dict[str, xr.DataArray]:
+    """z-scores per (momentum, schedule, step[, param]), step 0 (deterministic) excluded.
 
     Means use the *exact* standard error ``sqrt(Var / n)`` (``Var`` from the recursion; for the
     loss ``theory.quadratic_loss_variance``): the sample SE of a skewed quantity such as the loss
@@ -211,13 +177,10 @@ def z_scores(ds: xr.Dataset) -> dict[str, np.ndarray]:
     Student-type z.  Variances: ``(s^2 / v - 1) / sqrt(2 / (n - 1))`` (Gaussian iterates)."""
     n = int(ds.attrs["n_seeds"])
     later = ds.isel(step=slice(1, None))
-    loss_se = np.sqrt(later.exact_loss_var.values / n)
-    w_se = np.sqrt(later.exact_w_var.values / n)
-    var_se = np.sqrt(2.0 / (n - 1))
     return {
-        "loss_mean": (later.mc_loss_mean.values - later.exact_loss.values) / loss_se,
-        "w_mean": (later.mc_w_mean.values - later.exact_w_mean.values) / w_se,
-        "w_var": (later.mc_w_var.values / later.exact_w_var.values - 1.0) / var_se,
+        "loss_mean": (later.mc_loss_mean - later.exact_loss) / np.sqrt(later.exact_loss_var / n),
+        "w_mean": (later.mc_w_mean - later.exact_w_mean) / np.sqrt(later.exact_w_var / n),
+        "w_var": (later.mc_w_var / later.exact_w_var - 1.0) / np.sqrt(2.0 / (n - 1)),
     }
 
 
@@ -237,12 +200,13 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
     }
     for i, opt in enumerate(OPTIMIZERS):
         for j, sched in enumerate(SCHEDULES):
-            entry = {f"max_abs_z_{k}": float(np.abs(v[i, j]).max()) for k, v in z.items()}
-            entry["final_loss_exact"] = float(ds.exact_loss.values[i, j, -1])
-            entry["final_loss_mc"] = float(ds.mc_loss_mean.values[i, j, -1])
+            at = {"momentum": i, "schedule": j}
+            entry = {f"max_abs_z_{k}": float(abs(v[at]).max()) for k, v in z.items()}
+            entry["final_loss_exact"] = float(ds.exact_loss[at][-1])
+            entry["final_loss_mc"] = float(ds.mc_loss_mean[at][-1])
             out["configs"][f"{opt}/{sched}"] = entry
     count = sum(v.size for v in z.values())
-    out["max_abs_z"] = {k: float(np.abs(v).max()) for k, v in z.items()}
+    out["max_abs_z"] = {k: float(abs(v).max()) for k, v in z.items()}
     out["max_abs_z_all"] = max(out["max_abs_z"].values())
     out["comparisons"] = count
     out["expected_max_abs_z_if_independent"] = expected_max_abs_z(count)
@@ -265,15 +229,15 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         fig, axes = plt.subplots(2, 3, figsize=(13, 6.6), sharex=True, squeeze=False)
         for i, opt in enumerate(OPTIMIZERS):
             for j, sched in enumerate(SCHEDULES):
-                ax = axes[i, j]
+                ax, at = axes[i, j], {"momentum": i, "schedule": j}
                 color = SCHEDULE_COLORS[sched]
-                q = ds.mc_loss_q.values[i, j]
+                q = ds.mc_loss_q[at].values
                 ax.fill_between(step, q[0], q[-1], color=color, alpha=0.18, lw=0, label="MC 5-95%")
                 ax.fill_between(step, q[1], q[-2], color=color, alpha=0.3, lw=0, label="MC 25-75%")
-                ax.plot(step, ds.mc_loss_mean.values[i, j], color=color, lw=1.6, label="MC mean")
-                ax.plot(step, ds.exact_loss.values[i, j], "k--", lw=1.0, label="exact $E\\,L_t$")
+                ax.plot(step, ds.mc_loss_mean[at], color=color, lw=1.6, label="MC mean")
+                ax.plot(step, ds.exact_loss[at], "k--", lw=1.0, label="exact $E\\,L_t$")
                 ax.set_yscale("log")
-                zmax = np.abs(z["loss_mean"][i, j]).max()
+                zmax = float(abs(z["loss_mean"][at]).max())
                 ax.set_title(
                     f"{titles[opt]}, {SCHEDULE_NAMES[sched]}: max |z| = {zmax:.2f}", fontsize=9
                 )
@@ -289,27 +253,27 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         fig, axes = plt.subplots(2, 3, figsize=(13, 6.6), sharex=True, squeeze=False)
         for i, opt in enumerate(OPTIMIZERS):
             for j, sched in enumerate(SCHEDULES):
-                ax = axes[i, j]
+                ax, at = axes[i, j], {"momentum": i, "schedule": j}
                 for k, color, name in ((river, "tab:blue", "river"), (hill, "tab:red", "hill")):
                     lam = cfg.curvatures[k]
-                    q = ds.mc_w_q.values[i, j, :, :, k]
+                    q = ds.mc_w_q[at].sel(param=k).values
                     ax.fill_between(step, q[0], q[1], color=color, alpha=0.2, lw=0)
                     ax.plot(
                         step,
-                        ds.mc_w_mean.values[i, j, :, k],
+                        ds.mc_w_mean[at].sel(param=k),
                         color=color,
                         lw=1.4,
                         label=f"{name} $w_{k}$ ($\\lambda$={lam}): MC mean, 2.5-97.5%",
                     )
-                    mean = ds.exact_w_mean.values[i, j, :, k]
-                    sd = np.sqrt(ds.exact_w_var.values[i, j, :, k])
+                    mean = ds.exact_w_mean[at].sel(param=k).values
+                    sd = np.sqrt(ds.exact_w_var[at].sel(param=k).values)
                     ax.plot(step, mean, "k--", lw=0.9)
                     ax.plot(step, mean + 2 * sd, "k:", lw=0.9)
                     ax.plot(step, mean - 2 * sd, "k:", lw=0.9)
                 ax.plot([], [], "k--", lw=0.9, label="exact mean")
                 ax.plot([], [], "k:", lw=0.9, label="exact mean $\\pm$ 2 sd")
-                zm = np.abs(z["w_mean"][i, j]).max()
-                zv = np.abs(z["w_var"][i, j]).max()
+                zm = float(abs(z["w_mean"][at]).max())
+                zv = float(abs(z["w_var"][at]).max())
                 ax.set_title(
                     f"{titles[opt]}, {SCHEDULE_NAMES[sched]}: max |z| mean {zm:.2f}, var {zv:.2f}",
                     fontsize=9,

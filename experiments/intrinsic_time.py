@@ -14,13 +14,13 @@ Setup: 2-D river valleys ``L = log(1 + e^{-s}) + (a/2)(y - b sin(omega s))^2`` (
 last 20%), linear decay and cosine, each at several peak rates, every run given the *same
 intrinsic-time budget* ``tau_budget``: its budget ``T`` steps is chosen so that
 ``sum_{t<T} eta_t ~ tau_budget`` (a constant rate runs ``tau_budget / peak`` steps, a linear or
-cosine decay twice as many), after which its rate is 0.  All runs are one ``sweep`` (one
-compilation): the schedules are tabulated (``schedules.tabulated``: the rates of the library's own
-``schedules.constant/wsd/linear/cosine``, checked equal) and GD is SGD on a landscape with zero
-gradient noise (exactly GD: the noise term is ``0 * xi``).  GD runs on valleys of several bend
-amplitudes ``b`` (at ``omega = 1``) and frequencies ``omega`` (at ``b = 0.3``); SGD (isotropic
-gradient noise ``sigma = 0.3`` on both coordinates) on a few amplitudes, 64 seeds.
-``tau`` at a record is computed from the rates of the updates before it (float64).
+cosine decay twice as many), after which its rate is 0 (the constant rate is a WSD without
+decay).  The schedules are a dict of the library's own (dim ``schedule``), each stacked over the
+peak rates (dim ``peak``), run for the longest budget (``horizon="free"``).  Two sweeps: GD
+(``gradient="exact"``, one run per case) on a grid of valleys, bend amplitude ``b`` x frequency
+``omega`` (the study reports the amplitudes at ``omega = 1`` and the frequencies at ``b = 0.3``),
+and SGD (isotropic gradient noise ``sigma = 0.3`` on both coordinates) on a few amplitudes, 64
+seeds.  ``tau`` at a record is computed from the rates of the updates before it (float64).
 
 Figures: ``intrinsic_time_collapse`` (river coordinate against step and against ``tau`` with
 the flows; GD's deviation from the floor flow against ``tau``; SGD's seed mean and spread),
@@ -33,6 +33,8 @@ Runtime: ~30 s of CPU on 2 cores, 1.1 GB of memory (``--quick``: ~12 s).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 from pathlib import Path
 
@@ -43,11 +45,10 @@ import numpy as np
 import xarray as xr
 from matplotlib.ticker import LogFormatter
 
-from rivervalley import flow, optimizers, schedules
+from rivervalley import flow, optimizers, pytree, schedules
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import RiverValley, toy
 from rivervalley.plotting import LABELS, SCHEDULE_COLORS, SCHEDULE_NAMES, STYLE, save_figure
-from rivervalley.pytree import stack
 from rivervalley.runner import sweep
 
 
@@ -97,9 +98,11 @@ def budget_steps(cfg: Config, kind: str, peak: float) -> int:
 
 
 def library_schedule(cfg: Config, kind: str, peak: float) -> schedules.Schedule:
+    """The library's schedule of ``kind`` at ``peak`` that spends ``tau_budget`` and is 0 after
+    its budget (``constant``: a WSD without decay, the constant rate for ``T`` steps)."""
     total = budget_steps(cfg, kind, peak)
     if kind == "constant":
-        return schedules.constant(peak)
+        return schedules.wsd(peak, total, 0.0)
     if kind == "wsd":
         return schedules.wsd(peak, total, cfg.decay_fraction)
     if kind == "linear":
@@ -107,6 +110,12 @@ def library_schedule(cfg: Config, kind: str, peak: float) -> schedules.Schedule:
     if kind == "cosine":
         return schedules.cosine(peak, total)
     raise ValueError(f"kind: unknown schedule {kind!r}")
+
+
+def schedule_set(cfg: Config) -> dict[str, schedules.Schedule]:
+    """Every kind (a dict: dim ``schedule``), each stacked over the peak rates (dim ``peak``,
+    with its budget ``total_steps``)."""
+    return {k: schedules.stack([library_schedule(cfg, k, p) for p in cfg.peaks]) for k in cfg.kinds}
 
 
 def valley(cfg: Config, amplitude: float, frequency: float, noise_std: float) -> RiverValley:
@@ -121,115 +130,109 @@ def valley(cfg: Config, amplitude: float, frequency: float, noise_std: float) ->
     )
 
 
-def landscape_table(cfg: Config) -> list[tuple[str, float, float]]:
-    """``(method, amplitude, frequency)`` of every landscape in the sweep."""
+def gd_grid(cfg: Config) -> dict[str, list[float]]:
+    """The bends of GD's landscapes: every amplitude (with the reference and SGD's, so the flows
+    serve every run) x every frequency (with 1)."""
+    amplitudes = {*cfg.amplitudes, cfg.reference_amplitude, *cfg.sgd_amplitudes}
+    return {"amplitude": sorted(amplitudes), "frequency": sorted({*cfg.frequencies, 1.0})}
+
+
+def gd_landscapes(cfg: Config) -> list[tuple[float, float]]:
+    """``(amplitude, frequency)`` of the GD runs the study reports: the amplitudes at
+    ``omega = 1`` and the frequencies at the reference amplitude."""
     gd = [(b, 1.0) for b in cfg.amplitudes]
     b = cfg.reference_amplitude
-    gd += [(b, w) for w in cfg.frequencies if (b, w) not in gd]
-    return [("gd", b, w) for b, w in gd] + [("sgd", b, 1.0) for b in cfg.sgd_amplitudes]
+    return gd + [(b, w) for w in cfg.frequencies if (b, w) not in gd]
 
 
-def rate_table(cfg: Config, cases: list[tuple[str, float]], steps: int) -> np.ndarray:
-    """Rates of every case's library schedule at ``t = 0..steps-1``, 0 after its budget."""
-    t = jnp.arange(steps)
-    rates_of = jax.jit(jax.vmap(lambda s: jax.vmap(s)(t)))  # one compilation per kind
-    by_kind = {
-        k: np.asarray(rates_of(schedules.stack([library_schedule(cfg, k, p) for p in cfg.peaks])))
-        for k in cfg.kinds
-    }
-    table = np.stack([by_kind[k][cfg.peaks.index(p)] for k, p in cases]).astype(np.float32)
-    for row, (kind, peak) in zip(table, cases, strict=True):
-        row[budget_steps(cfg, kind, peak) :] = 0.0  # the run's budget is over
-    return table
+def _labelled(ds: xr.Dataset, coords: dict[str, list[float]]) -> xr.Dataset:
+    """``ds`` with the dims of its swept fields (the landscape's, then the schedules' ``peak``)
+    named as in ``coords``, whose exact (float64) values become their coordinates (a field
+    swept over a single value does not vary, so the sweep names that dim by its position)."""
+    dims = [d for d in ds.river_coord.dims if d not in ("schedule", "seed", "step")]
+    names = {d: n for d, n in zip(dims, coords, strict=True) if d != n}
+    return ds.reset_coords(drop=True).rename_dims(names).assign_coords(coords)
 
 
-def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
-    """One sweep of every (landscape, schedule, seed); the flows once per (landscape, schedule).
+@functools.partial(jax.jit, static_argnames="substeps")
+def _flows(valleys: RiverValley, tau: jax.Array, peaks: jax.Array, substeps: int):
+    """Both flows and the Euler bound for every landscape (batch axes first) at every schedule's
+    recorded ``tau`` (``tau``: ``(schedule, peak, step)``)."""
 
-    Dataset: ``river_coord`` (run, step) for the GD runs (first seed; checked identical across
-    seeds) and every SGD run, with coordinates ``method``, ``amplitude``, ``frequency``,
-    ``kind``, ``peak``, ``seed`` and ``run_case`` (its index along ``case``); per case ``tau``,
-    ``flow_floor``, ``flow_straight`` and ``euler_bound`` (case, step)."""
-    lands = landscape_table(cfg)
-    cases = [(k, p) for k in cfg.kinds for p in cfg.peaks]
-    totals = [budget_steps(cfg, k, p) for k, p in cases]
-    steps = math.ceil(max(totals) / cfg.record_every) * cfg.record_every
-    table = rate_table(cfg, cases, steps)
-    sched = stack(
-        [schedules.tabulated(r, final=0.0, peak=p) for (_, p), r in zip(cases, table, strict=True)]
-    ).validate(steps)
-    t = jnp.arange(steps)
-    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(lambda s: s(t)))(sched)), table)
-    sigma = {"gd": 0.0, "sgd": cfg.noise_std}
-    land = stack([valley(cfg, b, w, sigma[m]) for m, b, w in lands])
-    ds = sweep(
-        land,
-        optimizers.sgd(),
-        sched,
-        seeds=cfg.seeds,
-        steps=steps,
-        record_every=cfg.record_every,
-        progress=progress,
-    )
-    # runs: landscape x schedule x seed, row-major (the optimizer is unbatched)
-    n_l, n_s = len(lands), len(cases)
-    li, si, ki = (a.ravel() for a in np.indices((n_l, n_s, cfg.seeds)))
-    np.testing.assert_allclose(ds.peak.values, [cases[i][1] for i in si], rtol=1e-6)
-    np.testing.assert_allclose(ds.frequency.values, [lands[i][2] for i in li], rtol=1e-6)
-    coord = ds.river_coord.values.reshape(n_l, n_s, cfg.seeds, -1)
-    gd_rows = [i for i, (m, _, _) in enumerate(lands) if m == "gd"]
-    first = np.broadcast_to(coord[gd_rows][:, :, :1], coord[gd_rows].shape)
-    assert np.array_equal(coord[gd_rows], first), "noise-free runs must not depend on the seed"
-    rec = np.arange(0, steps + 1, cfg.record_every)
-    lr = ds.lr.values.reshape(n_l, n_s, cfg.seeds, -1)
-    np.testing.assert_array_equal(
-        lr[..., :-1], np.broadcast_to(table[None, :, None, rec[:-1]], lr[..., :-1].shape)
-    )
-    tau_sched = flow.intrinsic_time(table)[:, rec]  # (schedule, record): rates before the record
-
-    # the flows, once per case = (landscape, schedule), at the recorded tau
-    case_l, case_s = (a.ravel() for a in np.indices((n_l, n_s)))
-    valleys = jax.tree_util.tree_map(lambda x: x[case_l], land)
-    tau = tau_sched[case_s]
-    substeps = max(1, math.ceil(float(np.max(np.diff(tau, axis=1))) / 0.05))  # RK4 h <= 0.05
-
-    @jax.jit
-    @jax.vmap
-    def flows(v, tau, peak):
+    def one(v, tau, peak):
         floor = flow.floor_flow(v, tau, substeps=substeps)
         straight = flow.straight_flow(v, tau, substeps=substeps)
         return floor, straight, flow.euler_bound(v, v.start[0], straight, peak)
 
-    peaks = jnp.asarray([cases[i][1] for i in case_s])
-    floor, straight, bound = (np.asarray(f) for f in flows(valleys, jnp.asarray(tau), peaks))
+    fn = jax.vmap(jax.vmap(one, (None, 0, 0)), (None, 0, 0))
+    for _ in valleys.batch_shape:
+        fn = jax.vmap(fn, (0, None, None))
+    return fn(valleys, tau, peaks)
 
-    keep = np.flatnonzero((np.array([lands[i][0] for i in li]) == "sgd") | (ki == 0))
-    case_of_run = (li * n_s + si)[keep]
+
+def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
+    """Two sweeps over every schedule (dims ``schedule``, ``peak``): GD (exact gradient, one
+    run per landscape: dims ``amplitude``, ``frequency``) and SGD (dims ``sgd_amplitude``,
+    ``seed``), and the flows once per (landscape, schedule).
+
+    Dataset: ``gd_river_coord`` and ``sgd_river_coord`` (with ``step``), their ``*_diverged``,
+    per schedule ``tau`` and ``budget_steps``, per GD landscape and schedule ``flow_floor``,
+    ``flow_straight`` and ``euler_bound``."""
+    scheds = schedule_set(cfg)
+    totals = [[budget_steps(cfg, k, p) for p in cfg.peaks] for k in cfg.kinds]
+    steps = math.ceil(np.max(totals) / cfg.record_every) * cfg.record_every
+    grid = gd_grid(cfg)
+    common = {
+        "steps": steps,
+        "record_every": cfg.record_every,
+        "horizon": "free",  # every budget ends before the run: the rate is 0 after it
+        "progress": progress,
+    }
+    gd_valleys = pytree.grid(valley, grid, cfg=cfg, noise_std=0.0)
+    gd_ds = sweep(gd_valleys, optimizers.sgd(), scheds, seeds=1, gradient="exact", **common)
+    sgd_grid = {"amplitude": list(cfg.sgd_amplitudes)}
+    sgd_valleys = pytree.grid(valley, sgd_grid, cfg=cfg, frequency=1.0, noise_std=cfg.noise_std)
+    sgd_ds = sweep(sgd_valleys, optimizers.sgd(), scheds, seeds=cfg.seeds, **common)
+    peaks = {"peak": list(cfg.peaks)}
+    gd_ds = _labelled(gd_ds, grid | peaks).isel(seed=0, drop=True)
+    sgd_ds = _labelled(sgd_ds, sgd_grid | peaks).rename(amplitude="sgd_amplitude")
+    rates = xr.DataArray(
+        np.stack([np.asarray(schedules.rates(s, steps)) for s in scheds.values()]),
+        dims=("schedule", "peak", "t"),
+        coords={"schedule": list(scheds), "peak": list(cfg.peaks)},
+    )
+    rec = gd_ds.step.values
+    # the runs' rates are the table's (to float32 rounding: the runner evaluates the schedules
+    # in its own compiled code)
+    table = rates.isel(t=rec[:-1]).rename(t="step").assign_coords(step=rec[:-1])
+    for lr in (gd_ds.lr, sgd_ds.lr):
+        assert float(abs(lr - table).max()) < 1e-6 * max(cfg.peaks)
+    tau = xr.DataArray(  # at each record: the rates before it, summed in float64
+        flow.intrinsic_time(rates.values)[..., rec], dims=("schedule", "peak", "step")
+    )
+    substeps = max(1, math.ceil(float(tau.diff("step").max()) / 0.05))  # RK4 h <= 0.05
+    peak = rates.peak.broadcast_like(tau.isel(step=0))
+    dims = ("amplitude", "frequency", "schedule", "peak", "step")
+    flows = _flows(gd_valleys, jnp.asarray(tau), jnp.asarray(peak), substeps)
+    floor, straight, bound = (np.asarray(f) for f in flows)
     return xr.Dataset(
         {
-            "river_coord": (("run", "step"), ds.river_coord.values[keep]),
-            "diverged": ("run", ds.diverged.values[keep]),
-            "tau": (("case", "step"), tau),
-            "flow_floor": (("case", "step"), floor),
-            "flow_straight": (("case", "step"), straight),
-            "euler_bound": (("case", "step"), bound),
-        },
-        coords={
-            "step": rec,
-            "case": np.arange(n_l * n_s),
-            "run_case": ("run", case_of_run),
-            "method": ("run", np.array([lands[i][0] for i in li[keep]])),
-            "amplitude": ("run", np.array([lands[i][1] for i in li[keep]])),
-            "frequency": ("run", np.array([lands[i][2] for i in li[keep]])),
-            "kind": ("run", np.array([cases[i][0] for i in si[keep]])),
-            "peak": ("run", np.array([cases[i][1] for i in si[keep]])),
-            "seed": ("run", ki[keep]),
-            "budget_steps": ("case", np.array([totals[i] for i in case_s])),
+            "gd_river_coord": gd_ds.river_coord,
+            "gd_diverged": gd_ds.diverged,
+            "sgd_river_coord": sgd_ds.river_coord,
+            "sgd_diverged": sgd_ds.diverged,
+            "tau": tau,
+            "budget_steps": (("schedule", "peak"), totals),
+            "flow_floor": (dims, floor),
+            "flow_straight": (dims, straight),
+            "euler_bound": (dims, bound),
         },
         attrs={
-            "rivervalley_version": ds.attrs["rivervalley_version"],
-            "sweep_config": ds.attrs["config"],
-            "decomposition": ds.attrs["decomposition"],
+            "rivervalley_version": gd_ds.attrs["rivervalley_version"],
+            "sweep_config": json.dumps(
+                {"gd": json.loads(gd_ds.attrs["config"]), "sgd": json.loads(sgd_ds.attrs["config"])}
+            ),
+            "decomposition": gd_ds.attrs["decomposition"],
             "flow_substeps": substeps,
         },
     )
@@ -238,15 +241,18 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
 # --- analysis ---------------------------------------------------------------------------------
 
 
-def runs_view(ds: xr.Dataset) -> xr.Dataset:
-    """Every run with its case's ``tau``, flows and bound gathered along ``run``, and per run:
-    ``max_floor`` / ``max_straight`` (max over records of ``|s - s_flow|``), ``end_floor`` /
-    ``end_straight`` (signed ``s - s_flow`` at the last record, when every budget is spent),
-    ``s_end`` and ``tau_end``."""
-    idx = ds.run_case.values
-    out = ds[["river_coord", "diverged"]].copy()
-    for name in ("tau", "flow_floor", "flow_straight", "euler_bound"):
-        out[name] = (("run", "step"), ds[name].values[idx])
+def runs_view(ds: xr.Dataset, method: str) -> xr.Dataset:
+    """The runs of ``method`` (``gd``: dims ``amplitude, frequency, schedule, peak``; ``sgd``:
+    ``amplitude, schedule, peak, seed`` at ``frequency = 1``) with their landscape's flows and
+    ``tau``, and per run: ``max_floor`` / ``max_straight`` (max over records of
+    ``|s - s_flow|``), ``end_floor`` / ``end_straight`` (signed ``s - s_flow`` at the last
+    record, when every budget is spent), ``s_end`` and ``tau_end``."""
+    runs = xr.Dataset({"river_coord": ds[f"{method}_river_coord"], "tau": ds.tau})
+    flows = ds[["flow_floor", "flow_straight", "euler_bound"]]
+    if method == "sgd":
+        runs = runs.rename(sgd_amplitude="amplitude")
+        flows = flows.sel(frequency=1.0)
+    out = runs.merge(flows, join="left")
     d_floor = out.river_coord - out.flow_floor
     d_straight = out.river_coord - out.flow_straight
     out["max_floor"] = abs(d_floor).max("step")
@@ -259,20 +265,8 @@ def runs_view(ds: xr.Dataset) -> xr.Dataset:
 
 
 def scalars(runs: xr.Dataset) -> xr.Dataset:
-    """The per-run quantities of ``runs_view`` without the trajectories (fast to select from)."""
+    """The per-run quantities of ``runs_view`` without the trajectories."""
     return runs.drop_dims("step")
-
-
-def select(ds: xr.Dataset, **where) -> xr.Dataset:
-    """The runs whose coordinates equal the given values (floats compared to 1e-9)."""
-    mask = np.ones(ds.sizes["run"], bool)
-    for coord, value in where.items():
-        values = ds[coord].values
-        if isinstance(value, float):
-            mask &= np.isclose(values.astype(float), value, rtol=0, atol=1e-9)
-        else:
-            mask &= values == value
-    return ds.isel(run=np.flatnonzero(mask))
 
 
 def loglog_slope(x, y) -> float:
@@ -281,12 +275,11 @@ def loglog_slope(x, y) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-def euler_bounds(runs: xr.Dataset) -> dict[float, float]:  # needs the trajectories
+def euler_bounds(ds: xr.Dataset) -> dict[float, float]:
     """``flow.euler_bound`` at the end of the budget on the straight river (``b = 0``), by peak:
     ``(eta / 2)(v(s_0) - v(s_end))`` with ``v = -f'`` (``compute`` stores it per case)."""
-    straight = select(runs, method="gd", amplitude=0.0)
-    end = straight.euler_bound.isel(step=-1)
-    return {float(p): float(end[straight.peak.values == p].max()) for p in np.unique(straight.peak)}
+    end = ds.euler_bound.sel(amplitude=0.0, frequency=1.0).isel(step=-1).max("schedule")
+    return {float(p): float(b) for p, b in zip(end.peak.values, end.values, strict=True)}
 
 
 def sgd_stats(end: np.ndarray) -> dict[str, float]:
@@ -302,16 +295,11 @@ def sgd_stats(end: np.ndarray) -> dict[str, float]:
 
 
 def summarize(ds: xr.Dataset, cfg: Config) -> dict:
-    runs = runs_view(ds)
-    gd = select(scalars(runs), method="gd")
-    landscapes = sorted(
-        {(float(b), float(w)) for b, w in zip(gd.amplitude, gd.frequency, strict=True)}
-    )
+    gd = scalars(runs_view(ds, "gd"))
+    sgd_traj = runs_view(ds, "sgd")
+    sgd = scalars(sgd_traj)
+    reported = gd_landscapes(cfg)
     fields = {
-        "amplitude": "amplitude",
-        "frequency": "frequency",
-        "kind": "kind",
-        "peak": "peak",
         "max_dev_floor": "max_floor",
         "end_dev_floor": "end_floor",
         "max_dev_straight": "max_straight",
@@ -319,9 +307,13 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
         "tau_end": "tau_end",
         "s_end": "s_end",
     }
-    columns = {key: gd[name].values.tolist() for key, name in fields.items()}
     rows = [
-        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        {"amplitude": b, "frequency": w, "kind": k, "peak": p}
+        | {key: float(r[name]) for key, name in fields.items()}
+        for b, w in reported
+        for k in cfg.kinds
+        for p in cfg.peaks
+        for r in [gd.sel(amplitude=b, frequency=w, schedule=k, peak=p)]
     ]
     out: dict = {
         "setup": {
@@ -336,20 +328,21 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
             "signed at the end of the budget; flow = floor flow ds/dtau = -f'(s)/(1+|c'(s)|^2) "
             "(RK4), or the straight flow ds/dtau = -f'(s)",
         },
-        "diverged_runs": int(ds.diverged.values.sum()),
-        "euler_bound_straight_river": {f"peak={p:g}": b for p, b in euler_bounds(runs).items()},
+        "diverged_runs": int(ds.gd_diverged.sum() + ds.sgd_diverged.sum()),
+        "euler_bound_straight_river": {f"peak={p:g}": b for p, b in euler_bounds(ds).items()},
     }
     fits: dict = {}
-    for b, w in landscapes:
-        here = select(gd, amplitude=b, frequency=w)
+    for b, w in sorted(set(reported)):
         per_kind = {}
         for k in cfg.kinds:
-            r = select(here, kind=k)
-            order = np.argsort(r.peak.values)
+            r = gd.sel(amplitude=b, frequency=w, schedule=k)
+            by_peak = r.sortby("peak")
             per_kind[k] = {
-                "max_dev_floor_by_peak": [float(x) for x in r.max_floor.values[order]],
+                "max_dev_floor_by_peak": [float(x) for x in by_peak.max_floor.values],
                 "loglog_slope_vs_peak": loglog_slope(r.peak, r.max_floor),
-                "max_dev_floor_over_peak": [float(x) for x in (r.max_floor / r.peak).values[order]],
+                "max_dev_floor_over_peak": [
+                    float(x) for x in (by_peak.max_floor / by_peak.peak).values
+                ],
             }
         fits[f"b={b:g},omega={w:g}"] = per_kind
     out["gd_deviation_vs_peak"] = fits
@@ -367,7 +360,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
         ):
             entry = {}
             for v in values:
-                r = select(gd, **{field: v}, **fixed, peak=p)
+                r = gd.sel({field: v, **fixed, "peak": p})
                 entry[f"{field}={v:g}"] = {
                     "max_dev_floor_worst_kind": float(r.max_floor.max()),
                     "max_dev_straight_worst_kind": float(r.max_straight.max()),
@@ -375,32 +368,28 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
             curv[label][f"peak={p:g}"] = entry
     out["gd_deviation_vs_curvature"] = curv
     collapse = {}
-    for b, w in landscapes:
+    for b, w in sorted(set(reported)):
         for p in cfg.peaks:
-            r = select(gd, amplitude=b, frequency=w, peak=p)
+            r = gd.sel(amplitude=b, frequency=w, peak=p)
             collapse[f"b={b:g},omega={w:g},peak={p:g}"] = {
                 "s_end_spread_over_kinds": float(r.s_end.max() - r.s_end.min()),
                 "tau_end_spread_over_kinds": float(r.tau_end.max() - r.tau_end.min()),
                 "end_dev_floor_by_kind": {
-                    str(k): float(x) for k, x in zip(r.kind.values, r.end_floor.values, strict=True)
+                    str(k): float(r.end_floor.sel(schedule=k)) for k in r.schedule.values
                 },
             }
     out["gd_collapse_at_equal_tau"] = collapse
-    sgd = select(scalars(runs), method="sgd")
-    sgd_traj = select(runs, method="sgd")
     sgd_out: dict = {}
     for b in cfg.sgd_amplitudes:
         for k in cfg.kinds:
             for p in cfg.peaks:
-                r = select(sgd, amplitude=b, kind=k, peak=p)
-                tr = select(sgd_traj, amplitude=b, kind=k, peak=p)
-                mean_dev = (tr.river_coord - tr.flow_floor).mean("run")
-                stats = sgd_stats(r.end_floor.values)
+                at = {"amplitude": b, "schedule": k, "peak": p}
+                tr = sgd_traj.sel(at)
+                mean_dev = (tr.river_coord - tr.flow_floor).mean("seed")
+                stats = sgd_stats(sgd.end_floor.sel(at).values)
                 stats["max_over_tau_abs_seed_mean_dev"] = float(abs(mean_dev).max())
                 stats["gd_end_dev_floor_same_case"] = (
-                    float(
-                        select(gd, amplitude=b, frequency=1.0, kind=k, peak=p).end_floor.values[0]
-                    )
+                    float(gd.end_floor.sel(at | {"frequency": 1.0}))
                     if b in cfg.amplitudes
                     else float("nan")
                 )
@@ -448,21 +437,20 @@ def _log(ax, axis: str = "y") -> None:
     target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.5)))
 
 
-def plot_collapse(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
+def plot_collapse(gd_runs: xr.Dataset, sgd_runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     b = cfg.reference_amplitude
-    gd = select(runs, method="gd", amplitude=b, frequency=1.0)
-    sgd = select(runs, method="sgd", amplitude=b)
+    gd = gd_runs.sel(amplitude=b, frequency=1.0)
     styles, colors = _peak_styles(cfg), _peak_colors(cfg)
     with plt.rc_context(STYLE):
         fig, ((a_step, a_tau), (a_dev, a_sgd)) = plt.subplots(2, 2, figsize=(12, 8.4))
-        for i in range(gd.sizes["run"]):
-            r = gd.isel(run=i)
-            kind, p = str(r.kind.values), float(r.peak)
-            style = {"color": SCHEDULE_COLORS[kind], "ls": styles[p], "lw": 1.1}
-            a_step.plot(r.step[1:], r.river_coord[1:], **style)
-            a_tau.plot(r.tau, r.river_coord, **style)
-            a_dev.plot(r.tau[1:], abs(r.river_coord - r.flow_floor)[1:], **style)
-        ref = gd.isel(run=int(np.argmax(gd.tau_end.values)))
+        for kind in cfg.kinds:
+            for p in cfg.peaks:
+                r = gd.sel(schedule=kind, peak=p)
+                style = {"color": SCHEDULE_COLORS[kind], "ls": styles[p], "lw": 1.1}
+                a_step.plot(r.step[1:], r.river_coord[1:], **style)
+                a_tau.plot(r.tau, r.river_coord, **style)
+                a_dev.plot(r.tau[1:], abs(r.river_coord - r.flow_floor)[1:], **style)
+        ref = gd.isel(gd.tau_end.argmax(...))
         a_tau.plot(
             ref.tau,
             ref.flow_floor,
@@ -499,26 +487,25 @@ def plot_collapse(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         a_dev.set_title("GD's gap to the floor flow (colour: schedule, line: peak)")
         for p in cfg.peaks:
             for kind, ls in (("constant", "-"), ("cosine", "--")):
-                r = select(sgd, peak=p, kind=kind)
-                if not r.sizes["run"]:
+                if kind not in cfg.kinds or b not in cfg.sgd_amplitudes:
                     continue
+                r = sgd_runs.sel(amplitude=b, peak=p, schedule=kind)
                 dev = r.river_coord - r.flow_floor
-                tau = r.tau.isel(run=0)
                 a_sgd.plot(
-                    tau,
-                    dev.mean("run"),
+                    r.tau,
+                    dev.mean("seed"),
                     color=colors[p],
                     ls=ls,
                     lw=1.4,
                     label=f"{SCHEDULE_NAMES[kind]}, peak {p:g}",
                 )
                 if kind == "constant" and p in (min(cfg.peaks), max(cfg.peaks)):
-                    lo, hi = dev.quantile(0.25, "run"), dev.quantile(0.75, "run")
-                    a_sgd.fill_between(tau, lo, hi, color=colors[p], alpha=0.15, lw=0)
+                    lo, hi = dev.quantile(0.25, "seed"), dev.quantile(0.75, "seed")
+                    a_sgd.fill_between(r.tau, lo, hi, color=colors[p], alpha=0.15, lw=0)
         a_sgd.axhline(0.0, color="k", lw=0.8)
         a_sgd.set_xlabel("intrinsic time $\\tau$ (rate x steps)")
         a_sgd.set_ylabel("SGD $s(\\tau) - s_{floor}(\\tau)$ (units of $s$)")
-        seeds = int(np.unique(sgd.seed).size)
+        seeds = sgd_runs.sizes["seed"]
         a_sgd.set_title(f"SGD ($\\sigma$ = {cfg.noise_std:g}, b = {b:g}): mean of {seeds} seeds")
         a_sgd.fill_between([], [], [], color="0.6", alpha=0.3, label="quartiles (constant)")
         a_sgd.legend(fontsize=7, ncol=2)
@@ -526,9 +513,8 @@ def plot_collapse(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     return save_figure(fig, out / "intrinsic_time_collapse.png")
 
 
-def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
-    per_run = scalars(runs)
-    gd, sgd = select(per_run, method="gd"), select(per_run, method="sgd")
+def plot_deviation(ds: xr.Dataset, gd: xr.Dataset, sgd: xr.Dataset, cfg: Config, out: Path):
+    gd, sgd = scalars(gd), scalars(sgd)
     colors = _peak_colors(cfg)
     peaks = np.asarray(cfg.peaks)
     b_ref = cfg.reference_amplitude
@@ -541,19 +527,18 @@ def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         # GD against the peak rate
         for b in shown:
             for kind in cfg.kinds:
-                r = select(gd, amplitude=b, frequency=1.0, kind=kind)
-                order = np.argsort(r.peak.values)
+                r = gd.sel(amplitude=b, frequency=1.0, schedule=kind).sortby("peak")
                 for ax, gap in ((a_peak, r.max_floor), (a_end, r.end_floor)):
                     ax.plot(
-                        r.peak.values[order],
-                        gap.values[order],
+                        r.peak.values,
+                        gap.values,
                         color=SCHEDULE_COLORS[kind],
                         marker=markers[b],
                         ls=lines[b],
                         lw=1,
                         ms=4,
                     )
-        bounds = euler_bounds(runs)
+        bounds = euler_bounds(ds)
         a_peak.plot(
             peaks,
             [bounds[p] for p in cfg.peaks],
@@ -583,14 +568,10 @@ def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
             (a_freq, "frequency", cfg.frequencies, {"amplitude": b_ref}),
         ):
             for p in cfg.peaks:
-                y = [
-                    float(select(gd, **{field: v}, **fixed, peak=p).max_floor.max()) for v in values
-                ]
+                y = [float(gd.sel({field: v, **fixed, "peak": p}).max_floor.max()) for v in values]
                 ax.plot(values, y, marker="o", color=colors[p], label=f"floor flow, peak {p:g}")
             p0 = min(cfg.peaks)
-            y = [
-                float(select(gd, **{field: v}, **fixed, peak=p0).max_straight.max()) for v in values
-            ]
+            y = [float(gd.sel({field: v, **fixed, "peak": p0}).max_straight.max()) for v in values]
             ax.plot(values, y, marker="x", color="0.3", ls=":", label=f"straight flow, peak {p0:g}")
             _log(ax)
             ax.set_ylabel("GD max$_\\tau |s_{GD} - s_{flow}|$, worst schedule (units of $s$)")
@@ -605,7 +586,7 @@ def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         se_all = []
         for kind in cfg.kinds:
             stats = [
-                sgd_stats(select(sgd, amplitude=b_ref, kind=kind, peak=p).end_floor.values)
+                sgd_stats(sgd.end_floor.sel(amplitude=b_ref, schedule=kind, peak=p).values)
                 for p in cfg.peaks
             ]
             color = SCHEDULE_COLORS[kind]
@@ -629,7 +610,7 @@ def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
             lw=1.5,
             label="2 standard errors of the seed mean",
         )
-        rms_top = sgd_stats(select(sgd, amplitude=b_ref, peak=cfg.peaks[-1]).end_floor.values)
+        rms_top = sgd_stats(sgd.end_floor.sel(amplitude=b_ref, peak=cfg.peaks[-1]).values.ravel())
         a_sgd.plot(
             peaks,
             rms_top["rms_end_dev"] * np.sqrt(peaks / peaks[-1]),
@@ -658,7 +639,7 @@ def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         a_sgd.legend(fontsize=7, ncol=2)
         amps = np.asarray(cfg.sgd_amplitudes)
         for p in cfg.peaks:
-            stats = [sgd_stats(select(sgd, amplitude=b, peak=p).end_floor.values) for b in amps]
+            stats = [sgd_stats(sgd.end_floor.sel(amplitude=b, peak=p).values.ravel()) for b in amps]
             a_sgd_b.plot(
                 amps,
                 [s["rms_end_dev"] for s in stats],
@@ -695,8 +676,8 @@ def plot_deviation(runs: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
 
 def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    runs = runs_view(ds)
-    figures = plot_collapse(runs, cfg, out) + plot_deviation(runs, cfg, out)
+    gd, sgd = runs_view(ds, "gd"), runs_view(ds, "sgd")
+    figures = plot_collapse(gd, sgd, cfg, out) + plot_deviation(ds, gd, sgd, cfg, out)
     summary = write_summary(out / "intrinsic_time_summary.json", summarize(ds, cfg), echo=False)
     print(f"summary written to {summary.resolve()}")
     return figures

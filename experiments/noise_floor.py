@@ -5,9 +5,10 @@ r"""The hill noise floor and the cliff of the decay, against their closed forms.
 Landscape: the lab's toy river valley ``L = log(1 + e^{-s}) + (a/2)(y - b sin(omega s))^2``
 (``landscapes.toy``: ``a = 10``, ``b = 0.15``, ``omega = 1``) with isotropic Gaussian gradient
 noise ``sigma`` on both coordinates.  SGD under WSD (linear decay to 0 over the last
-``decay_fraction`` of the run), swept over the peak rate ``eta`` (``schedules.grid``) x the noise
-level ``sigma`` x the starting river coordinate ``s_0`` (one batched landscape), all in one
-compiled ``sweep``; every configuration runs the same seeds (common random numbers).
+``decay_fraction`` of the run), swept over the starting river coordinate ``s_0`` x the noise
+level ``sigma`` (``pytree.grid``: dims ``start``, ``noise``) x the peak rate ``eta``
+(``schedules.grid``), all in one compiled ``sweep``; every configuration runs the same seeds
+(common random numbers).
 
 Two starts: *downstream* (``s_0 = 8``, river loss ``3e-4``: the river has almost nothing left to
 give, so the loss drop of the decay is the hills') and *upstream* (``s_0 = -2``, the toy's start:
@@ -66,11 +67,10 @@ import numpy as np
 import xarray as xr
 from matplotlib.ticker import NullFormatter
 
-from rivervalley import optimizers, schedules, theory
+from rivervalley import optimizers, pytree, schedules, theory
 from rivervalley.experiment import main_for, write_summary
-from rivervalley.landscapes import toy
+from rivervalley.landscapes import RiverValley, toy
 from rivervalley.plotting import STYLE, save_figure
-from rivervalley.pytree import as_float
 from rivervalley.runner import sweep
 
 START_NAMES = ("downstream", "upstream")
@@ -99,13 +99,19 @@ def decay_start(cfg: Config) -> int:
     return cfg.steps - round(cfg.decay_fraction * cfg.steps)
 
 
-def landscape(cfg: Config):
-    """The toy, batched over (start, noise level) in row-major order."""
-    base = toy(hill_curvature=cfg.hill_curvature, amplitude=cfg.amplitude, frequency=cfg.frequency)
-    pairs = [(s0, sig) for s0 in cfg.starts for sig in cfg.noise_levels]
-    starts = [(s0, cfg.amplitude * np.sin(cfg.frequency * s0)) for s0, _ in pairs]
-    noise = [(sig, sig) for _, sig in pairs]
-    return dataclasses.replace(base, start=as_float(starts), noise_std=as_float(noise)).validate()
+def landscape(cfg: Config) -> RiverValley:
+    """The toy swept over the start (dim ``start``) x the noise level (dim ``noise_std``)."""
+
+    def valley(s0: float, noise_std: float) -> RiverValley:
+        return toy(
+            hill_curvature=cfg.hill_curvature,
+            amplitude=cfg.amplitude,
+            frequency=cfg.frequency,
+            noise_std=noise_std,
+            start=(s0, cfg.amplitude * np.sin(cfg.frequency * s0)),
+        )
+
+    return pytree.grid(valley, {"s0": cfg.starts, "noise_std": cfg.noise_levels})
 
 
 def wsd_batch(cfg: Config) -> schedules.Schedule:
@@ -126,52 +132,43 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
         record_every=cfg.record_every,
         progress=progress,
     )
-    shape = (len(cfg.starts), len(cfg.noise_levels), len(cfg.peaks), cfg.seeds)
+    swept = {"start": cfg.starts, "noise_std": cfg.noise_levels, "peak": cfg.peaks}
+    for name, values in swept.items():  # the sweep's float32 coordinates (first component)
+        np.testing.assert_allclose(ds[name].isel({d: 0 for d in ds[name].dims[1:]}), values)
+    ds = ds.rename(noise_std="noise").assign_coords(
+        start=list(START_NAMES[: len(cfg.starts)]),
+        s0=("start", list(cfg.starts)),
+        noise=list(cfg.noise_levels),
+        peak=list(cfg.peaks),
+    )
     # Every rate here is stable (eta * top curvature < 2), so a run is flagged diverged only when
     # the noise generator returns +-inf; such a seed is dropped from every configuration.
-    bad = np.asarray(ds["diverged"].values).reshape(shape).any(axis=(0, 1, 2))
-    keep = np.flatnonzero(~bad)
-
-    def per_run(name: str) -> np.ndarray:
-        return np.asarray(ds[name].values, np.float64).reshape(*shape, -1)[:, :, :, keep]
-
-    loss, hill, river, s = (per_run(k) for k in ("loss", "hill_loss", "river_loss", "river_coord"))
-    step = ds["step"].values
-    i0 = int(np.flatnonzero(step == t0)[0])
-    window = (step >= t0 - cfg.window * t0) & (step < t0)
-    eta = np.asarray(cfg.peaks)[None, None, :, None, None]
-    sig = np.asarray(cfg.noise_levels)[None, :, None, None, None]
-    slope = cfg.amplitude * cfg.frequency * np.cos(cfg.frequency * s[..., window])
-    bent = theory.valley_stationary_hill_loss(eta, cfg.hill_curvature, sig, sig, slope)
-    dims = ("start", "noise", "peak", "seed")
-    curve_dims = ("start", "noise", "peak", "step")
+    bad = ds.diverged.any(("start", "noise", "peak"))
+    names = ["loss", "hill_loss", "river_loss", "river_coord"]
+    runs = ds[names].isel(seed=np.flatnonzero(~bad.values)).astype(np.float64)
+    step = runs.step.values
+    window = runs.isel(step=np.flatnonzero((step >= t0 - cfg.window * t0) & (step < t0)))
+    slope = cfg.amplitude * cfg.frequency * np.cos(cfg.frequency * window.river_coord)
+    c, eta, sig = (x.values for x in xr.broadcast(slope, runs.peak, runs.noise))  # slope's dims
+    bent = slope.copy(
+        data=np.asarray(theory.valley_stationary_hill_loss(eta, cfg.hill_curvature, sig, sig, c))
+    )
+    at_t0, end = runs.sel(step=t0, drop=True), runs.isel(step=-1, drop=True)
+    parts = {"loss": "loss", "hill": "hill_loss", "river": "river_loss"}
     data = {
-        "hill_window": (dims, hill[..., window].mean(axis=-1)),
-        "bent_theory_window": (dims, np.asarray(bent).mean(axis=-1)),
-        "loss_decay_start": (dims, loss[..., i0]),
-        "loss_end": (dims, loss[..., -1]),
-        "hill_decay_start": (dims, hill[..., i0]),
-        "hill_end": (dims, hill[..., -1]),
-        "river_decay_start": (dims, river[..., i0]),
-        "river_end": (dims, river[..., -1]),
-        "mean_loss": (curve_dims, loss.mean(axis=3)),
-        "mean_hill_loss": (curve_dims, hill.mean(axis=3)),
-        "mean_river_loss": (curve_dims, river.mean(axis=3)),
+        "hill_window": window.hill_loss.mean("step"),
+        "bent_theory_window": bent.mean("step"),
+        **{f"{k}_decay_start": at_t0[v] for k, v in parts.items()},
+        **{f"{k}_end": end[v] for k, v in parts.items()},
+        **{f"mean_{v}": runs[v].mean("seed") for v in parts.values()},
     }
-    return xr.Dataset(
-        data,
-        coords={
-            "start": list(START_NAMES[: len(cfg.starts)]),
-            "s0": ("start", list(cfg.starts)),
-            "noise": list(cfg.noise_levels),
-            "peak": list(cfg.peaks),
-            "seed": keep,
-            "step": step,
-        },
-        attrs={
-            "dropped_seeds": json.dumps(np.flatnonzero(bad).tolist()),
-            "sweep_config": ds.attrs["config"],
-        },
+    return (
+        xr.Dataset(data)
+        .drop_vars(["landscape", "optimizer", "schedule"])
+        .assign_attrs(
+            dropped_seeds=json.dumps(ds.seed.values[bad.values].tolist()),
+            sweep_config=ds.attrs["config"],
+        )
     )
 
 

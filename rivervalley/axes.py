@@ -14,7 +14,9 @@ The result's dims for a component are, in order:
   varying along that axis alone (else along it and others; else ``<component>_axis<i>``).
   Every varying field becomes a coordinate over the dims it varies along (``total_steps`` zipped
   with ``peak`` is a non-index coordinate of dim ``peak``; a field varying along two axes is a
-  2-d coordinate).
+  2-d coordinate; a vector field that is constant within each entry, such as a noise level
+  ``sigma * ones(d)``, is labelled by that constant).  float32 values are stored as the float64
+  of their shortest decimal form, so ``sel(peak=0.02)`` matches.
 
 Members of a named axis must have the same batch dims (names and sizes); a coordinate whose
 values differ between members gains the component's dim.
@@ -103,9 +105,22 @@ def batch_labels(component: str, obj: Any) -> tuple[tuple[str, ...], Coords]:
         full = arrays[name]
         index = tuple(slice(None) if i in axes else 0 for i in range(len(shape)))
         values = full[index]
-        inner = tuple(f"{name}_dim{j}" for j in range(full.ndim - len(shape)))
-        coords[name] = (tuple(dims[i] for i in axes) + inner, values)
+        n_inner = full.ndim - len(shape)
+        flat = values.reshape((*values.shape[: values.ndim - n_inner], -1))
+        if n_inner and flat.shape[-1] and np.all(flat == flat[..., :1]):
+            values, n_inner = flat[..., 0], 0  # a constant vector: labelled by its value
+        inner = tuple(f"{name}_dim{j}" for j in range(n_inner))
+        coords[name] = (tuple(dims[i] for i in axes) + inner, decimal(values))
     return tuple(dims), coords
+
+
+def decimal(values: np.ndarray) -> np.ndarray:
+    """Coordinate values as float64 of their shortest decimal form: the float32 ``0.02``
+    (``0.0199999995...``) becomes ``0.02``, so ``ds.sel(peak=0.02)`` finds it.  Other dtypes
+    are returned as they are."""
+    if values.dtype != np.float32:
+        return values
+    return values.astype(str).astype(np.float64)
 
 
 def layout(component: str, value: Any) -> Layout:

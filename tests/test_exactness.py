@@ -65,7 +65,8 @@ def _sgd_runs(name: str) -> tuple[xr.Dataset, theory.Moments]:
 
 
 def _values(ds: xr.Dataset, name: str) -> np.ndarray:
-    return np.asarray(ds[name].to_numpy(), dtype=np.float64)
+    """A recorded variable of a single-configuration sweep, shape ``(seed, step)``."""
+    return np.asarray(ds[name].transpose("seed", "step").to_numpy(), dtype=np.float64)
 
 
 def _z_scores(samples: np.ndarray, exact: np.ndarray) -> np.ndarray:
@@ -196,9 +197,10 @@ def _stationary_hill_z(curvatures, noise_std, peaks, *, burn_in: int, steps: int
         steps=steps,
         record_every=STATIONARY_RECORD_EVERY,
     )
-    np.testing.assert_allclose(ds["peak"].to_numpy(), np.repeat(peaks, STATIONARY_SEEDS), rtol=1e-6)
-    after = ds["step"].to_numpy() > burn_in
-    hill = _values(ds, "hill_loss")[:, after].mean(axis=1).reshape(len(peaks), STATIONARY_SEEDS)
+    np.testing.assert_allclose(ds["peak"].to_numpy(), peaks, rtol=1e-6)
+    after = np.flatnonzero(ds["step"].to_numpy() > burn_in)
+    hill = ds["hill_loss"].isel(step=after).astype(np.float64).mean("step")
+    hill = hill.transpose("peak", "seed").to_numpy()
     mean = hill.mean(axis=1)
     se = hill.std(axis=1, ddof=1) / np.sqrt(STATIONARY_SEEDS)
     exact = np.array(
@@ -240,9 +242,10 @@ def _deterministic_schedule():
     return schedules.wsd(0.5, DET_STEPS, 0.25, "cosine", warmup_steps=10)
 
 
-def _noiseless_run(optimizer) -> xr.Dataset:
+def _noiseless_run(optimizer, gradient: str = "stochastic") -> xr.Dataset:
     landscape = noisy_quadratic(DET_CURVATURES, 0.0, DET_START)
-    return sweep(landscape, optimizer, _deterministic_schedule(), seeds=[3], steps=DET_STEPS)
+    schedule = _deterministic_schedule()
+    return sweep(landscape, optimizer, schedule, seeds=[3], steps=DET_STEPS, gradient=gradient)
 
 
 def _observables(w: np.ndarray) -> dict[str, np.ndarray]:
@@ -271,7 +274,7 @@ def test_gd_equals_closed_form_product():
     lrs = _rates()
     factors = np.cumprod(1.0 - lrs[:, None] * DET_CURVATURES, axis=0)
     w = DET_START * np.concatenate([np.ones((1, 3)), factors])
-    ds = _noiseless_run(optimizers.gd())
+    ds = _noiseless_run(optimizers.sgd(), gradient="exact")
     # float32 against float64: observed errors ~3e-7 relative (one rounding per step on
     # contracting products); 2e-6 leaves headroom yet catches any off-by-one rate (>1e-2)
     _assert_matches(ds, w, rtol=2e-6, atol=1e-7)
@@ -291,9 +294,8 @@ def test_sgd_momentum_equals_heavy_ball_recursion():
     # with an absolute floor of a few float32 ulps at the start's scale (|w_0| = 3; observed 4e-7)
     _assert_matches(ds, w_all, rtol=1e-5, atol=3e-6)
     # momentum really changes the trajectory: plain GD differs by far more than the tolerance
-    assert (
-        np.abs(_values(_noiseless_run(optimizers.gd()), "river_coord")[0] - w_all[:, 2]).max() > 0.1
-    )
+    gd = _noiseless_run(optimizers.sgd(), gradient="exact")
+    assert np.abs(_values(gd, "river_coord")[0] - w_all[:, 2]).max() > 0.1
 
 
 def test_adam_equals_hand_written_recursion():

@@ -27,7 +27,7 @@ import pytest
 import xarray as xr
 from scipy.special import lambertw
 
-from rivervalley import flow, optimizers, schedules, sweep
+from rivervalley import flow, optimizers, pytree, schedules, sweep
 from rivervalley.landscapes import RiverValley, toy
 
 S0 = -2.0
@@ -203,37 +203,36 @@ def _schedule_batch() -> schedules.Schedule:
 
 
 @jax.jit
-@jax.vmap
 def _flows(v: RiverValley, tau: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Both flows of a batch of landscapes, each at its own times (one compilation)."""
-    return flow.floor_flow(v, tau), flow.straight_flow(v, tau)
+    """Both flows of every landscape (a batch) at every schedule's times (one compilation),
+    shape ``(landscape, schedule, step)``."""
+
+    def both(v, tau):
+        return flow.floor_flow(v, tau), flow.straight_flow(v, tau)
+
+    return jax.vmap(jax.vmap(both, (None, 0)), (0, None))(v, tau)
 
 
 @functools.cache
 def _gd_runs() -> xr.Dataset:
-    """GD on every landscape under every schedule (one compiled sweep), with ``tau`` and both
-    flows at every step."""
-    lands = [valley(*args) for args in LANDSCAPES.values()]
-    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *lands)
-    sched = _schedule_batch()
-    ds = sweep(stacked, optimizers.gd(), sched, seeds=[0], steps=STEPS)
-    rates = _rates(sched)
-    tau = np.tile(flow.intrinsic_time(rates), (len(lands), 1))  # runs: landscape x schedule
-    ds["tau"] = (("run", "step"), tau)
-    index = np.repeat(np.arange(len(lands)), len(CASES))
-    batch = jax.tree_util.tree_map(lambda x: x[index], stacked)
-    floor, straight = _flows(batch, jnp.asarray(tau))
-    ds["flow_floor"] = (("run", "step"), f64(floor))
-    ds["flow_straight"] = (("run", "step"), f64(straight))
-    names = [(land, case) for land in LANDSCAPES for case in CASES]
-    return ds.assign_coords(
-        land=("run", [n[0] for n in names]), case=("run", [n[1] for n in names])
+    """GD on every landscape under every schedule (one compiled sweep: dims ``landscape``,
+    ``schedule``), with ``tau`` and both flows at every step."""
+    lands = {name: valley(*args) for name, args in LANDSCAPES.items()}
+    cases = {name: schedules.wsd(p, t, d) for name, (p, t, d) in CASES.items()}
+    ds = sweep(
+        lands, optimizers.sgd(), cases, seeds=[0], steps=STEPS, gradient="exact", horizon="free"
     )
+    ds = ds.isel(seed=0)
+    tau = flow.intrinsic_time(_rates(_schedule_batch()))
+    ds["tau"] = xr.DataArray(tau, dims=("schedule", "step"), coords={"schedule": list(CASES)})
+    floor, straight = _flows(pytree.stack(list(lands.values())), jnp.asarray(tau))
+    ds["flow_floor"] = (("landscape", "schedule", "step"), f64(floor))
+    ds["flow_straight"] = (("landscape", "schedule", "step"), f64(straight))
+    return ds
 
 
 def _run(land: str, case: str) -> xr.Dataset:
-    ds = _gd_runs()
-    return ds.isel(run=int(np.flatnonzero((ds.land.values == land) & (ds.case.values == case))[0]))
+    return _gd_runs().sel(landscape=land, schedule=case)
 
 
 def _gap(land: str, case: str, geometry: str = "floor") -> np.ndarray:
@@ -267,9 +266,10 @@ def test_the_schedules_are_what_they_claim():
     np.testing.assert_allclose(ds.tau.values[:, -1], TAU, rtol=1e-5)
     # the record at step t holds the rate of update t, so tau_t is the sum of the records before
     # it (the runner evaluates the schedule in its own compiled code: equal to ~1 float32 ulp)
-    recorded = np.cumsum(f64(ds.lr.values), axis=1)
-    np.testing.assert_allclose(recorded[:, :-1], ds.tau.values[:, 1:], rtol=1e-6)
-    assert np.abs(recorded[:, :-1] - ds.tau.values[:, :-1]).max() > 0.01  # not including it
+    recorded = np.cumsum(f64(ds.lr.transpose("landscape", "schedule", "step")), axis=-1)
+    tau = np.broadcast_to(ds.tau.transpose("schedule", "step").values, recorded.shape)
+    np.testing.assert_allclose(recorded[..., :-1], tau[..., 1:], rtol=1e-6)
+    assert np.abs(recorded[..., :-1] - tau[..., :-1]).max() > 0.01  # not including it
 
 
 @pytest.mark.parametrize("case", ["const_0.04", "const_0.02", "const_0.01", "linear_0.02", "wsd"])

@@ -2,7 +2,7 @@ r"""The hill noise floor and the cliff of a WSD decay against their closed forms
 
 Monte Carlo: SGD on a river valley with a *straight* river (``amplitude = 0``) and two hills of
 curvatures 10 and 2, started far downstream (``s_0 = 10``, river loss ``5e-5``), isotropic
-gradient noise ``sigma`` (batched landscape) x WSD peak rate ``eta`` (``schedules.grid``) in one
+gradient noise ``sigma`` (``pytree.grid``) x WSD peak rate ``eta`` (``schedules.grid``) in one
 ``sweep``.  With a straight river the hills are exactly quadratic and independent of the river,
 so the closed forms are exact:
 
@@ -25,7 +25,6 @@ curvature correction or residual would fail.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -33,9 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rivervalley import optimizers, schedules, sweep, theory
-from rivervalley.landscapes import river_valley
-from rivervalley.pytree import as_float
+from rivervalley import optimizers, pytree, schedules, sweep, theory
+from rivervalley.landscapes import RiverValley, river_valley
 
 Z_MAX = 4.0
 CURVATURES = np.array([10.0, 2.0])
@@ -58,36 +56,37 @@ def _schedule() -> schedules.Schedule:
 @functools.cache
 def _runs() -> dict[str, np.ndarray]:
     """Per-seed measurements, each of shape ``(noise, peak, seed)``."""
-    base = river_valley(3, curvatures=CURVATURES, amplitude=0.0, start=(S0, 0.0, 0.0))
-    noise = as_float([[s, s, s] for s in NOISE])
-    landscape = dataclasses.replace(base, noise_std=noise).validate()
+
+    def landscape(noise_std: float) -> RiverValley:
+        return river_valley(
+            3, curvatures=CURVATURES, amplitude=0.0, start=(S0, 0.0, 0.0), noise_std=noise_std
+        )
+
     ds = sweep(
-        landscape,
+        pytree.grid(landscape, {"noise_std": NOISE}),
         optimizers.sgd(),
         _schedule(),
         seeds=SEEDS,
         steps=STEPS,
         record_every=RECORD_EVERY,
     )
-    shape = (len(NOISE), len(PEAKS), SEEDS)
     # stable rates: a run diverges only if the noise generator returns +-inf (a float32 rounding
     # edge of probability 2^-24 per number); drop such a seed everywhere, at most a few
-    bad = np.asarray(ds["diverged"].values).reshape(shape).any(axis=(0, 1))
+    bad = ds["diverged"].any(("noise_std", "peak")).to_numpy()
     assert bad.sum() <= 2
-    step = ds["step"].to_numpy()
-    i0 = int(np.flatnonzero(step == DECAY_START)[0])
-    window = (step >= DECAY_START // 2) & (step < DECAY_START)
-
-    def get(name: str) -> np.ndarray:
-        return np.asarray(ds[name].to_numpy(), np.float64).reshape(*shape, -1)[:, :, ~bad]
-
-    loss, hill, river = get("loss"), get("hill_loss"), get("river_loss")
-    return {
-        "hill_window": hill[..., window].mean(-1),
-        "cliff": hill[..., window].mean(-1) + river[..., i0] - loss[..., -1],
-        "snapshot_cliff": loss[..., i0] - loss[..., -1],
-        "river_drop": river[..., i0] - river[..., -1],
+    runs = ds[["loss", "hill_loss", "river_loss"]].isel(seed=np.flatnonzero(~bad))
+    runs = runs.astype(np.float64).transpose("noise_std", "peak", "seed", "step")
+    step = runs["step"].to_numpy()
+    window = runs.isel(step=np.flatnonzero((step >= DECAY_START // 2) & (step < DECAY_START)))
+    hill_window = window.hill_loss.mean("step")
+    start, end = runs.sel(step=DECAY_START, drop=True), runs.isel(step=-1, drop=True)
+    measured = {
+        "hill_window": hill_window,
+        "cliff": hill_window + start.river_loss - end.loss,
+        "snapshot_cliff": start.loss - end.loss,
+        "river_drop": start.river_loss - end.river_loss,
     }
+    return {k: v.to_numpy() for k, v in measured.items()}
 
 
 @jax.jit
