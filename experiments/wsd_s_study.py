@@ -26,9 +26,11 @@ at ``0.1 x peak``:
 Steps spent to deliver every budget: WSD ``E_K + sum_{k<K} (E_k - fork_k)``, WSD-S and cyclic
 cosine ``E_K``, cosine ``sum_k E_k`` (counted from the rate tables).
 
-Every (method, line, peak) becomes one ``schedules.tabulated`` rate table, so all the methods of
-one landscape run in one compiled program (one ``sweep`` per peak, each the same shapes: one
-compile); every run of a landscape uses the same seeds (common random numbers).
+The lines are one dict of named schedules (``line_schedules``: ``wsd/1`` ... ``cosine/3``), each
+batched over the peaks (dim ``peak``), so every method and peak of one landscape runs in one
+``sweep`` and one compiled program (the schedule kinds behind one switch; the lines whose budget
+ends before the last run with ``horizon="free"`` and are read at their budget); every run of a
+landscape uses the same seeds (common random numbers).
 
 Peak rates are tuned *per method*, not per budget, for the three methods that deliver every
 budget from one line (one main line has one peak: WSD's branches inherit it); the cosine baseline
@@ -58,8 +60,8 @@ k = 8, 16 seeds, 8 for evaluation; differences paired over seeds):
   limit (``eta a (1 + b^2)`` = 1.84 of 2): river progress pays for the hill noise.  WSD beats
   cyclic cosine at every budget (loss 0.0081 / 0.0045 / 0.0023 vs 0.0118 / 0.0063 / 0.0033,
   z = -13, -9, -7) and so does WSD-S (z = -13, -9, -7); both beat even the cosine tuned to each
-  budget, which spends 7,400 steps.  WSD-S vs WSD: the same at the first budget (up to float
-  rounding of the decay window, 1e-10), then WSD-S is *above* WSD by 1.5% and 1.9%
+  budget, which spends 7,400 steps.  WSD-S vs WSD: the same at the first budget (the same
+  rates: bitwise the same runs, z undefined), then WSD-S is *above* WSD by 1.5% and 1.9%
   (z = +2.5, +2.9): "WSD-S <= WSD" is not supported (WSD-S matches WSD within 2%, it does not
   beat it), as the exact noisy quadratic predicts (WSD-S's earlier decays cost river progress);
   WSD spends 4,508 steps, WSD-S 4,300.
@@ -82,7 +84,9 @@ import functools
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import matplotlib.pyplot as plt
@@ -188,23 +192,26 @@ def line_names(cfg: Config) -> tuple[str, ...]:
     return (*(f"wsd/{i}" for i in k), "wsd_s", "cyclic_cosine", *(f"cosine/{i}" for i in k))
 
 
-def line_schedules(cfg: Config, peak: float) -> dict[str, schedules.Schedule]:
+def line_schedules(cfg: Config, peak: float | Sequence[float]) -> dict[str, schedules.Schedule]:
+    """The schedule of every line (``line_names`` order), for one peak or batched over a list
+    of peaks (one batch axis: dim ``peak``, with ``final = final_fraction x peak`` along it)."""
     ends, w = budgets(cfg), warmup(cfg)
-    final = cfg.final_fraction * peak
+    peaks = np.asarray(peak, dtype=float)
+    final: Any = cfg.final_fraction * peaks  # an array: the constructors batch over it
     out: dict[str, schedules.Schedule] = {}
     for i, (end, d) in enumerate(zip(ends, decay_lengths(cfg), strict=True), start=1):
-        out[f"wsd/{i}"] = schedules.wsd(peak, end, d / end, warmup_steps=w, final=final)
-    out["wsd_s"] = schedules.wsd_s(peak, ends, cfg.decay_fraction, warmup_steps=w, final=final)
-    out["cyclic_cosine"] = schedules.cyclic_cosine(peak, ends, warmup_steps=w, final=final)
+        out[f"wsd/{i}"] = schedules.wsd(peaks, end, d / end, warmup_steps=w, final=final)
+    out["wsd_s"] = schedules.wsd_s(peaks, ends, cfg.decay_fraction, warmup_steps=w, final=final)
+    out["cyclic_cosine"] = schedules.cyclic_cosine(peaks, ends, warmup_steps=w, final=final)
     for i, end in enumerate(ends, start=1):
-        out[f"cosine/{i}"] = schedules.cosine(peak, end, warmup_steps=w, final=final)
+        out[f"cosine/{i}"] = schedules.cosine(peaks, end, warmup_steps=w, final=final)
     return out
 
 
 @functools.cache
 def rate_table(cfg: Config, peak: float) -> np.ndarray:
     """Rates of every line (``line_names`` order) for updates ``0 .. E_K - 1``: shape
-    ``(lines, E_K)``, read-only (cached)."""
+    ``(lines, E_K)``, read-only (cached); for the step accounting and the theory."""
     steps = budgets(cfg)[-1]
     lines = line_schedules(cfg, peak).values()
     table = np.stack([np.asarray(schedules.rates(s, steps)) for s in lines])
@@ -251,27 +258,29 @@ def setup(cfg: Config, name: str):
     raise ValueError(f"unknown landscape {name!r}; allowed: {', '.join(LANDSCAPE_NAMES)}")
 
 
-def run_peak(cfg: Config, name: str, peak: float, progress: bool | None) -> xr.Dataset:
-    """One sweep: every line of one peak on one landscape, every seed; coordinate ``line``."""
-    landscape, optimizer, _, seeds, record_every = setup(cfg, name)
+def run_landscape(cfg: Config, name: str, progress: bool | None) -> xr.Dataset:
+    """One sweep: every line at every peak on one landscape, every seed; dims ``(schedule, peak,
+    seed, step)``, the lines (``line_names``) as coordinate ``schedule``."""
+    landscape, optimizer, peaks, seeds, record_every = setup(cfg, name)
     for e in budgets(cfg):
         assert e % record_every == 0, f"budget {e} is not a recorded step"
-    table = schedules.tabulated(rate_table(cfg, peak), peak=peak)
     ds = sweep(
         landscape,
         optimizer,
-        table,
+        line_schedules(cfg, peaks),
         seeds=seeds,
         steps=budgets(cfg)[-1],
         record_every=record_every,
+        horizon="free",  # WSD branches 1.., cosine runs 1..: read at their budget E_k < E_K
         progress=progress,
     )
-    ds = ds.drop_vars([v for v in ("rates", "final") if v in ds.coords])  # (runs x steps) tables
+    # the peaks as configured (float64), so ``ds.sel(peak=p)`` finds a configured ``p``
+    np.testing.assert_allclose(ds.peak.values, peaks, rtol=1e-6)
+    ds = ds.assign_coords(peak=np.asarray(peaks, float))
     if "class_excess" in ds:  # the bigram toy: determined contexts first, then random ones
         ds["excess_determined"] = ds.class_excess.isel(context_class=0)
         ds["excess_random"] = ds.class_excess.isel(context_class=1)
-    lines = np.repeat(np.array(line_names(cfg)), seeds)
-    return ds.assign_coords(line=("run", lines))
+    return ds
 
 
 def _method_line(method: str, k: int) -> str:
@@ -279,24 +288,22 @@ def _method_line(method: str, k: int) -> str:
     return f"{method}/{k}" if method in ("wsd", "cosine") else method
 
 
-def finals(ds: xr.Dataset, cfg: Config, seeds: int) -> dict[str, np.ndarray]:
-    """Per variable, the checkpoints: shape ``(method, budget, seed)`` (NaN where the landscape
-    does not record the variable, or where the run diverged)."""
-    n_lines = len(line_names(cfg))
-    lines = list(line_names(cfg))
-    step = ds.step.values
-    at = [int(np.flatnonzero(step == e)[0]) for e in budgets(cfg)]
-    diverged = ds.diverged.values.reshape(n_lines, seeds)
+def finals(ds: xr.Dataset, cfg: Config) -> dict[str, np.ndarray]:
+    """Per variable, the checkpoints: shape ``(peak, method, budget, seed)`` (NaN where the
+    landscape does not record the variable, or where the run diverged)."""
+    k = range(1, len(budgets(cfg)) + 1)
+    line = xr.DataArray(
+        [[_method_line(m, i) for i in k] for m in METHODS], dims=("method", "budget")
+    )
+    at = xr.DataArray([list(budgets(cfg))] * len(METHODS), dims=("method", "budget"))
+    shape = (ds.sizes["peak"], len(METHODS), len(k), ds.sizes["seed"])
     out = {}
     for var in ALL_VARIABLES:
-        arr = np.full((len(METHODS), len(at), seeds), np.nan)
-        if var in ds:
-            values = np.asarray(ds[var].values, np.float64).reshape(n_lines, seeds, -1)
-            for m, method in enumerate(METHODS):
-                for k, i in enumerate(at):
-                    line = lines.index(_method_line(method, k + 1))
-                    arr[m, k] = np.where(diverged[line], np.nan, values[line, :, i])
-        out[var] = arr
+        if var not in ds:
+            out[var] = np.full(shape, np.nan)
+            continue
+        checkpoint = ds[var].where(~ds.diverged).sel(schedule=line, step=at)
+        out[var] = np.asarray(checkpoint.transpose("peak", "method", "budget", "seed"), np.float64)
     return out
 
 
@@ -316,12 +323,11 @@ def tune(metric: np.ndarray, tune_mask: np.ndarray) -> np.ndarray:
     return choice
 
 
-def landscape_dataset(cfg: Config, name: str, runs: list[xr.Dataset]) -> xr.Dataset:
-    """One landscape's part of the result from its sweeps (``run_peak``, one per peak): every
-    checkpoint at every peak, the tuned peaks, and the curves at the tuned peaks."""
+def landscape_dataset(cfg: Config, name: str, ds: xr.Dataset) -> xr.Dataset:
+    """One landscape's part of the result from its sweep (``run_landscape``): every checkpoint
+    at every peak, the tuned peaks, and the curves at the tuned peaks."""
     _, _, peaks, seeds, _ = setup(cfg, name)
-    fin = [finals(ds, cfg, seeds) for ds in runs]
-    per_var = {v: np.stack([f[v] for f in fin]) for v in ALL_VARIABLES}  # (peak, method, b, seed)
+    per_var = finals(ds, cfg)  # (peak, method, budget, seed)
     tune_mask = np.arange(seeds) < seeds // 2
     choice = tune(per_var[METRIC[name]], tune_mask)
     lines = line_names(cfg)
@@ -330,18 +336,16 @@ def landscape_dataset(cfg: Config, name: str, runs: list[xr.Dataset]) -> xr.Data
     for line in lines:
         method, _, k = line.partition("/")
         curve_peak.append(int(choice[METHODS.index(method), int(k) - 1 if k else 0]))
-    curves = {}
-    for var in VARIABLES[name]:
-        stacked = np.stack(
-            [
-                np.asarray(runs[p][var].values, np.float64).reshape(len(lines), seeds, -1)[j]
-                for j, p in enumerate(curve_peak)
-            ]
-        )  # (line, seed, step)
-        curves[f"curve_{var}"] = (("line", "seed", "step"), stacked)
-    rates = np.stack(
-        [runs[p].lr.values.reshape(len(lines), seeds, -1)[j, 0] for j, p in enumerate(curve_peak)]
-    )
+    at_tuned = ds.sel(schedule=list(lines)).isel(peak=xr.DataArray(curve_peak, dims="schedule"))
+    curves = {
+        f"curve_{var}": (
+            ("line", "seed", "step"),
+            np.asarray(at_tuned[var].transpose("schedule", "seed", "step"), np.float64),
+        )
+        for var in VARIABLES[name]
+    }
+    rates = at_tuned.lr.isel(seed=0).transpose("schedule", "step").values
+    others = [d for d in ds.diverged.dims if d != "peak"]
     data = {
         **{
             f"final_{v}": (("peak_index", "method", "budget", "seed"), a)
@@ -352,7 +356,7 @@ def landscape_dataset(cfg: Config, name: str, runs: list[xr.Dataset]) -> xr.Data
         "tuned_peak_index": (("method", "budget"), choice),
         "tuned_peak": (("method", "budget"), np.asarray(peaks)[choice]),
         "peak_value": (("peak_index",), np.asarray(peaks, float)),
-        "n_diverged": (("peak_index",), np.array([int(ds.diverged.sum()) for ds in runs])),
+        "n_diverged": (("peak_index",), ds.diverged.sum(others).transpose("peak").values),
         "eval_seed": (("seed",), (~tune_mask).astype(float)),  # 0: tuning seed, 1: evaluation
     }
     return xr.Dataset(
@@ -362,18 +366,17 @@ def landscape_dataset(cfg: Config, name: str, runs: list[xr.Dataset]) -> xr.Data
             "budget": list(budgets(cfg)),
             "seed": np.arange(seeds),
             "line": list(lines),
-            "step": runs[0].step.values,
+            "step": ds.step.values,
             "peak_index": np.arange(len(peaks)),
         },
-        attrs={"sweep_config": runs[0].attrs["config"]},
+        attrs={"sweep_config": ds.attrs["config"]},
     )
 
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
     parts = []
     for name in cfg.landscapes:
-        runs = [run_peak(cfg, name, p, progress) for p in setup(cfg, name)[2]]
-        parts.append(landscape_dataset(cfg, name, runs))
+        parts.append(landscape_dataset(cfg, name, run_landscape(cfg, name, progress)))
     return combine(cfg, parts)
 
 
@@ -422,6 +425,15 @@ def tuned_finals(part: xr.Dataset, var: str) -> np.ndarray:
     return arr[choice, m, b][..., ev]
 
 
+def _ordering_z(row: dict) -> float:
+    """A paired difference's z-score for the orderings; where ``paired_difference`` reads NaN (no
+    spread: every seed's difference is the same), 0 for identical runs (WSD-S and WSD at the
+    first budget: the same rates, the same iterates) and +-inf for a constant nonzero shift."""
+    if row["se"] > 0:
+        return row["z"]
+    return math.copysign(math.inf, row["diff"]) if row["diff"] else 0.0
+
+
 def summarize(ds: xr.Dataset, cfg: Config) -> dict:
     spent = {m: int(s) for m, s in zip(METHODS, ds.steps_spent.values, strict=True)}
     out: dict = {
@@ -463,7 +475,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
                 rows.append(paired_difference(vals[METHODS.index(a), k], vals[METHODS.index(b), k]))
             pairs[f"{a}-{b}"] = rows
         entry["paired"] = pairs
-        zs = {key: [r["z"] for r in rows] for key, rows in pairs.items()}
+        zs = {key: [_ordering_z(r) for r in rows] for key, rows in pairs.items()}
         entry["orderings"] = {
             "wsd_s<wsd": [z < -Z_SUPPORT for z in zs["wsd_s-wsd"]],
             "wsd_s>wsd": [z > Z_SUPPORT for z in zs["wsd_s-wsd"]],
@@ -541,7 +553,6 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
             for line in order:
                 method, label = _label(str(line))
                 da = part[f"curve_{metric}"].sel(line=line).isel(seed=np.flatnonzero(ev))
-                da = da.rename(seed="run")
                 k = str(line).partition("/")[2]
                 if k:  # a branch or a per-budget run: only up to its budget
                     da = da.sel(step=slice(None, ends[int(k) - 1]))
@@ -557,8 +568,8 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
                     label = f"{SCHEDULE_NAMES['wsd']} (main line + decay branches)"
                 style = "--" if method == "cosine" else "-"
                 color = SCHEDULE_COLORS[method]
-                mean = da.mean("run")
-                se = da.std("run", ddof=1) / np.sqrt(da.sizes["run"])
+                mean = da.mean("seed")
+                se = da.std("seed", ddof=1) / np.sqrt(da.sizes["seed"])
                 lw, alpha = (3.0, 0.55) if line == main_line else (1.3, 1.0)
                 ax.plot(da.step, mean, style, color=color, lw=lw, alpha=alpha, label=label or "_")
                 ax.fill_between(da.step, mean - 2 * se, mean + 2 * se, color=color, alpha=0.2, lw=0)

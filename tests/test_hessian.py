@@ -295,10 +295,10 @@ def test_sweep_records_the_sharpness_of_a_noisy_quadratic():
     d = curvatures.shape[1]
     kwargs = {"seeds": 2, "steps": 20, "record_every": 5, "progress": False}
     ds = sweep(landscape, optimizers.sgd(), schedules.constant(0.1), sharpness=d, **kwargs)
-    assert ds.sharpness.dims == ("run", "step")
+    assert ds.sharpness.dims == ("curvatures", "seed", "step")
     # the Hessian is diag(curvatures) everywhere: the sharpness is the largest curvature
     # (float32 Lanczos with d iterations: exact to ~eps d |H|)
-    expected = np.repeat(curvatures.max(axis=1), 2)[:, None]  # runs: landscape-major, seeds
-    np.testing.assert_allclose(ds.sharpness.values, np.broadcast_to(expected, (4, 5)), rtol=1e-5)
+    expected = curvatures.max(axis=1)[:, None, None]  # per landscape, for every seed and step
+    np.testing.assert_allclose(ds.sharpness.values, np.broadcast_to(expected, (2, 2, 5)), rtol=1e-5)
     with pytest.raises(ValueError, match="sharpness"):
         sweep(landscape, optimizers.sgd(), schedules.constant(0.1), sharpness=-1, **kwargs)
