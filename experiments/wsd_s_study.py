@@ -68,7 +68,7 @@ k = 8, 16 seeds, 8 for evaluation; differences paired over seeds):
 * bigram toy (Adam): the ordering is reversed.  WSD (tuned peak 0.04) ends *above* cyclic cosine
   (tuned 0.08) at every budget (excess loss 0.030 / 0.018 / 0.011 vs 0.020 / 0.010 / 0.0054,
   z = +29, +17, +43) and above the tuned cosines; WSD-S matches WSD to 0.5% (above it, z = +340
-  and +210 on nearly identical paired runs).  The relaxation split says why: 92% of WSD's final
+  and +200 on nearly identical paired runs).  The relaxation split says why: 92% of WSD's final
   excess is hill loss (0.0105 of 0.0113), mostly in the random contexts (0.022 vs 0.0007 for the
   determined ones): a decay over 10% of each span to 0.1 x peak is too short and too shallow to
   remove the random contexts' noise floor, while the cosines spend long stretches at low rates.

@@ -1,6 +1,8 @@
 """Iterate averaging (EMA and window) and the schedule-free optimizers: the recorded averages and
 their losses against independent NumPy / optax computations, batching, freezing, validation."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,12 +14,6 @@ from rivervalley.landscapes import toy
 
 STEPS = 30
 AVERAGE_VARS = {f"{a}_{v}" for a in optimizers.AVERAGES for v in runner.AVERAGE_RECORDED}
-
-
-def stacked(*optimizer_list):
-    return jax.tree_util.tree_map(
-        lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *optimizer_list
-    )
 
 
 def numpy_averages(points: np.ndarray, decay: float, window: int):
@@ -48,33 +44,40 @@ SEEDS = [4, 5]
 
 def test_averages_match_numpy_batch_and_plain_sweeps():
     """EMA and window of SGD with momentum against NumPy from the recorded iterates, for a batch
-    of decays ``[0, 0.8]``: ``d = 0`` is the iterate itself; the batch equals single sweeps; the
-    raw trajectory is that of the optimizer without averaging, which records no averages."""
+    of decays ``[0, 0.8]`` (dim ``ema_decay``): ``d = 0`` is the iterate itself; the batch equals
+    single sweeps; the raw trajectory is that of the optimizer without averaging, which records
+    no averages."""
     decays, window = [0.0, 0.8], 4
     base = optimizers.sgd(momentum=0.5)
-    singles = [base.with_averaging(ema_decay=d, window=window) for d in decays]
+    batch = base.with_averaging(ema_decay=decays, window=window)
     kwargs = {"seeds": SEEDS, "steps": STEPS, "record_params": True, "progress": False}
-    ds = runner.sweep(LANDSCAPE, stacked(*singles), SCHEDULE, **kwargs)
-    np.testing.assert_allclose(ds.ema_decay, [0.0, 0.0, 0.8, 0.8])
-    for run in range(4):
-        points = ds.params.values[run].astype(np.float64)
-        expected = numpy_averages(points, decays[run // 2], window)
+    ds = runner.sweep(LANDSCAPE, batch, SCHEDULE, **kwargs)
+    assert ds.loss.dims == ("ema_decay", "seed", "step")
+    np.testing.assert_allclose(ds.ema_decay, decays)
+    for (i, decay), j in itertools.product(enumerate(decays), range(len(SEEDS))):
+        run = ds.isel(ema_decay=i, seed=j)
+        points = run.params.values.astype(np.float64)
+        expected = numpy_averages(points, decay, window)
         for name, avg in expected.items():
-            np.testing.assert_allclose(ds[f"{name}_params"][run], avg, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(run[f"{name}_params"], avg, rtol=1e-5, atol=1e-6)
             for var, value in evaluate(LANDSCAPE, avg).items():
-                got = ds[f"{name}_{var}"].values[run]
+                got = run[f"{name}_{var}"].values
                 np.testing.assert_allclose(got, value, rtol=2e-5, atol=1e-7, err_msg=name + var)
     # d = 0: 0 e + 1 p = p exactly (the losses to float32 rounding: XLA may fuse the iterate's
     # loss with the update and evaluate it in another order)
-    np.testing.assert_array_equal(ds.ema_params[:2], ds.params[:2])
+    no_decay = ds.isel(ema_decay=0)
+    np.testing.assert_array_equal(no_decay.ema_params, no_decay.params)
     for var in runner.AVERAGE_RECORDED:
-        np.testing.assert_allclose(ds[f"ema_{var}"][:2], ds[var][:2], rtol=1e-5, atol=1e-8)
-    assert not np.allclose(ds.ema_loss[0], ds.ema_loss[2])
+        np.testing.assert_allclose(no_decay[f"ema_{var}"], no_decay[var], rtol=1e-5, atol=1e-8)
+    assert not np.allclose(ds.ema_loss.isel(ema_decay=0), ds.ema_loss.isel(ema_decay=1))
 
-    alone = runner.sweep(LANDSCAPE, singles[1], SCHEDULE, **kwargs)
+    alone = runner.sweep(
+        LANDSCAPE, base.with_averaging(ema_decay=decays[1], window=window), SCHEDULE, **kwargs
+    )
     assert "ema_decay" not in alone.coords  # unbatched: no coordinate
     for var in alone.data_vars:
-        np.testing.assert_allclose(ds[var][2:], alone[var], rtol=1e-6, atol=1e-9, err_msg=var)
+        got = ds[var].isel(ema_decay=1)
+        np.testing.assert_allclose(got, alone[var], rtol=1e-6, atol=1e-9, err_msg=var)
 
     plain = runner.sweep(LANDSCAPE, base, SCHEDULE, **kwargs)
     averages = {v for v in map(str, alone.data_vars) if v.startswith(optimizers.AVERAGES)}
@@ -83,14 +86,20 @@ def test_averages_match_numpy_batch_and_plain_sweeps():
     for var in plain.data_vars:  # the averaging does not touch the raw trajectory
         np.testing.assert_array_equal(plain[var], alone[var], err_msg=var)
 
-    # divergence: the averages are frozen with the parameters (same compiled program)
-    diverging = runner.sweep(LANDSCAPE, stacked(*singles), schedules.constant(1.0), **kwargs)
+    # divergence (same compiled program): the averages read NaN with the raw iterate's records
+    # from the diverged step on, and are finite before it
+    diverging = runner.sweep(LANDSCAPE, batch, schedules.constant(1.0), **kwargs)
     assert bool(diverging.diverged.all())
-    for run in range(4):
-        at = int(diverging.diverged_step[run])
-        for var in AVERAGE_VARS:
-            after = diverging[var].values[run, at - 1 :]
-            assert np.all(np.isfinite(after)) and np.all(after == after[0]), var
+    for i, j in itertools.product(range(len(decays)), range(len(SEEDS))):
+        run = diverging.isel(ema_decay=i, seed=j)
+        at = int(run.diverged_step)
+        assert at > 0
+        for var in [*AVERAGE_VARS, "loss", "ema_params", "window_params"]:
+            before, after = (
+                run[var].sel(step=slice(None, at - 1)),
+                run[var].sel(step=slice(at, None)),
+            )
+            assert np.all(np.isfinite(before)) and np.all(np.isnan(after)), var
 
 
 def numpy_merge(points: np.ndarray, window: int, every: int) -> np.ndarray:
@@ -110,18 +119,21 @@ def test_checkpoint_merging_matches_numpy_from_every_iterate(every):
     opt = optimizers.sgd().with_averaging(window=4, window_every=every)
     kwargs = {"seeds": SEEDS, "steps": STEPS, "record_params": True, "progress": False}
     ds = runner.sweep(LANDSCAPE, opt, SCHEDULE, **kwargs)
-    for run in range(len(SEEDS)):
-        merged = numpy_merge(ds.params.values[run].astype(np.float64), 4, every)
-        np.testing.assert_allclose(ds.window_params[run], merged, rtol=1e-5, atol=1e-6)
+    for j in range(len(SEEDS)):
+        run = ds.isel(seed=j)
+        merged = numpy_merge(run.params.values.astype(np.float64), 4, every)
+        np.testing.assert_allclose(run.window_params, merged, rtol=1e-5, atol=1e-6)
         for var, value in evaluate(LANDSCAPE, merged).items():
-            got = ds[f"window_{var}"].values[run]
+            got = run[f"window_{var}"].values
             np.testing.assert_allclose(got, value, rtol=2e-5, atol=1e-7, err_msg=var)
     diverging = runner.sweep(LANDSCAPE, opt, schedules.constant(1.0), **kwargs)
-    for run in range(len(SEEDS)):
-        at = int(diverging.diverged_step[run])
+    assert bool(diverging.diverged.all())
+    for j in range(len(SEEDS)):
+        run = diverging.isel(seed=j)
+        at = int(run.diverged_step)
         assert at > 0
-        after = diverging.window_loss.values[run, at - 1 :]
-        assert np.all(np.isfinite(after)) and np.all(after == after[0])
+        before, after = run.window_loss[:at], run.window_loss[at:]
+        assert np.all(np.isfinite(before)) and np.all(np.isnan(after))
 
 
 def test_checkpoint_merging_of_the_recorded_iterates():
@@ -139,18 +151,19 @@ def test_checkpoint_merging_of_the_recorded_iterates():
         record_params=True,
         progress=False,
     )
-    for run in range(len(SEEDS)):
-        merged = numpy_merge(ds.params.values[run].astype(np.float64), window, 1)
-        np.testing.assert_allclose(ds.window_params[run], merged, rtol=1e-5, atol=1e-6)
+    for j in range(len(SEEDS)):
+        run = ds.isel(seed=j)
+        merged = numpy_merge(run.params.values.astype(np.float64), window, 1)
+        np.testing.assert_allclose(run.window_params, merged, rtol=1e-5, atol=1e-6)
 
 
-def sf_reference(landscape, tx, schedule_free_opt, seeds, steps):
+def sf_reference(landscape, tx, seeds, steps):
     """Independent loop: optax's schedule-free transformation, the documented key convention;
     the evaluation points ``x`` and gradient points ``y`` after every update, per seed."""
 
     @jax.jit
     def step(y, state, noise_key, t):
-        g = schedule_free_opt.gradient(landscape, y, jax.random.fold_in(noise_key, t))
+        g = runner.gradient(landscape, y, jax.random.fold_in(noise_key, t))
         updates, state = tx.update(g, state, y)
         return optax.apply_updates(y, updates), state
 
@@ -170,43 +183,46 @@ def sf_reference(landscape, tx, schedule_free_opt, seeds, steps):
 
 @pytest.mark.parametrize("family", ["sgd", "adamw"])
 def test_schedule_free_matches_optax_loop(family):
-    """A batch of two ``b1`` against ``optax.contrib.schedule_free_*`` run in a Python loop on
-    the same noise: the recorded iterate is the evaluation point ``x``, ``loss`` and its split
-    are at ``x``, ``y_loss`` at the gradient point; averaging (on ``x``) against NumPy."""
+    """A batch of two ``b1`` (dim ``b1``) against ``optax.contrib.schedule_free_*`` run in a
+    Python loop on the same noise: the recorded iterate is the evaluation point ``x``, ``loss``
+    and its split are at ``x``, ``y_loss`` at the gradient point; averaging (on ``x``) against
+    NumPy."""
     b1s, wd = [0.8, 0.5], 0.01
     if family == "sgd":
-        singles = [optimizers.schedule_free_sgd(b1=b, weight_decay=wd) for b in b1s]
+        batch = optimizers.schedule_free_sgd(b1=b1s, weight_decay=wd)
         txs = [optax.contrib.schedule_free_sgd(SCHEDULE, b1=b, weight_decay=wd) for b in b1s]
     else:
-        singles = [optimizers.schedule_free_adamw(b1=b, b2=0.99, weight_decay=wd) for b in b1s]
+        batch = optimizers.schedule_free_adamw(b1=b1s, b2=0.99, weight_decay=wd)
         txs = [
             optax.contrib.schedule_free_adamw(SCHEDULE, b1=b, b2=0.99, weight_decay=wd) for b in b1s
         ]
-    batch = stacked(*[s.with_averaging(ema_decay=0.7, window=3) for s in singles])
+    batch = batch.with_averaging(ema_decay=0.7, window=3)
     ds = runner.sweep(LANDSCAPE, batch, SCHEDULE, seeds=SEEDS, steps=STEPS, record_params=True)
-    np.testing.assert_allclose(ds.b1, np.repeat(b1s, 2))
-    assert set(ds.optimizer.values) == {f"schedule_free_{family}"}
-    run = 0
-    for single, tx in zip(singles, txs, strict=True):
-        for xs, ys in sf_reference(LANDSCAPE, tx, single, SEEDS, STEPS):
-            np.testing.assert_allclose(ds.params[run], xs, rtol=1e-5, atol=1e-6)
+    assert ds.loss.dims == ("b1", "seed", "step")
+    np.testing.assert_allclose(ds.b1, b1s)
+    assert ds.optimizer.item() == f"schedule_free_{family}"
+    for i, tx in enumerate(txs):
+        for j, (xs, ys) in enumerate(sf_reference(LANDSCAPE, tx, SEEDS, STEPS)):
+            run = ds.isel(b1=i, seed=j)
+            np.testing.assert_allclose(run.params, xs, rtol=1e-5, atol=1e-6)
             for var, value in evaluate(LANDSCAPE, xs).items():  # at x, not at y
-                np.testing.assert_allclose(ds[var][run], value, rtol=1e-5, atol=1e-7)
+                np.testing.assert_allclose(run[var], value, rtol=1e-5, atol=1e-7)
             y_loss = evaluate(LANDSCAPE, ys)["loss"]
-            np.testing.assert_allclose(ds.y_loss[run], y_loss, rtol=1e-5, atol=1e-7)
-            assert not np.allclose(ds.loss[run, 1:], ds.y_loss[run, 1:])
-            expected = numpy_averages(ds.params.values[run].astype(np.float64), 0.7, 3)
+            np.testing.assert_allclose(run.y_loss, y_loss, rtol=1e-5, atol=1e-7)
+            assert not np.allclose(run.loss[1:], run.y_loss[1:])
+            expected = numpy_averages(run.params.values.astype(np.float64), 0.7, 3)
             for name, avg in expected.items():
-                np.testing.assert_allclose(ds[f"{name}_params"][run], avg, rtol=1e-5, atol=1e-6)
-                got = ds[f"{name}_loss"][run]
+                np.testing.assert_allclose(run[f"{name}_params"], avg, rtol=1e-5, atol=1e-6)
+                got = run[f"{name}_loss"]
                 np.testing.assert_allclose(got, evaluate(LANDSCAPE, avg)["loss"], rtol=2e-5)
-            run += 1
 
 
 def test_names():
     assert {"schedule_free_sgd", "schedule_free_adamw"} <= set(optimizers.OPTIMIZERS)
     assert optimizers.by_name("schedule_free_adamw", b2=0.9).name == "schedule_free_adamw"
-    assert optimizers.by_name("schedule_free_sgd", exact=True).stochastic is False
+    assert float(optimizers.by_name("schedule_free_sgd", b1=0.5).hyperparams["b1"]) == 0.5
+    with pytest.raises(TypeError, match="exact"):  # exact gradients: sweep(gradient="exact")
+        optimizers.by_name("schedule_free_sgd", exact=True)
     assert not optimizers.sgd().averaging and optimizers.sgd().with_averaging(window=2).averaging
 
 

@@ -1,4 +1,4 @@
-"""Multi-device sweeps: the run axis sharded over 8 simulated host devices gives results
+"""Multi-device sweeps: the runs sharded over 8 simulated host devices give results
 identical to the single-device sweep.  Runs in a subprocess, because the device count is fixed
 when JAX initialises (``XLA_FLAGS=--xla_force_host_platform_device_count=8``)."""
 
@@ -19,10 +19,12 @@ SCRIPT = textwrap.dedent(
     kw = dict(seeds=7, steps=60, record_every=5, progress=False)  # 21 runs: padded to 24
     one = runner.sweep(*args, **kw)
     eight = runner.sweep(*args, devices=8, **kw)
-    for name in one.data_vars:
+    for name in one.variables:
         assert np.array_equal(one[name].values, eight[name].values), name
-    assert eight.sizes["run"] == 21
-    print("IDENTICAL", one.sizes["run"])
+    assert one.loss.dims == eight.loss.dims == ("peak", "seed", "step")
+    runs = eight.sizes["peak"] * eight.sizes["seed"]
+    assert runs == one.diverged.size == 21
+    print("IDENTICAL", runs)
     """
 )
 

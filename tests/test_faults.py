@@ -9,6 +9,7 @@ of 100, 7 and 2 records) for checkpoints, caching and determinism.
 import contextlib
 import gc
 import io
+import itertools
 import json
 import math
 import os
@@ -32,7 +33,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from rivervalley import __version__, optimizers, results, runner, schedules
+from rivervalley import __version__, optimizers, pytree, results, runner, schedules
 from rivervalley import checkpoint as checkpoint_io
 from rivervalley.landscapes import Landscape, toy
 
@@ -48,6 +49,10 @@ HEALTHY_PEAKS = (0.05, 0.1)
 # peak 3e38: the very first update overflows the parameters (eta * |grad| > float32 max).
 LOSS_OVERFLOW = 5.0
 PARAM_OVERFLOW = 3e38
+# peak 0.25: eta * lambda = 2.5, the hill distance grows 1.5x per update, the loss ~2.25x: it
+# passes 10 L(w_0) after 7 updates and stays finite (~1e13) for all 40: only a blow-up
+# threshold flags it
+BLOWS_UP = 0.25
 
 
 class EagerRun(NamedTuple):
@@ -73,17 +78,36 @@ def eager_gd(landscape: Landscape, peak: float, steps: int) -> EagerRun:
     return EagerRun(iterates, nonfinite, params_nonfinite)
 
 
+def eager_blow_up_step(peak: float, blow_up: float, record_every: int = 1) -> int | None:
+    """The first record step (a multiple of ``record_every``) at which the eager loss is above
+    ``blow_up * max(1, L(w_0))`` or not finite, as ``sweep`` documents; ``None``: never."""
+    landscape = toy()
+    losses = [float(landscape.loss(w)) for w in eager_gd(landscape, peak, DIVERGE_STEPS).iterates]
+    threshold = blow_up * max(1.0, abs(losses[0]))
+    for t in range(0, DIVERGE_STEPS + 1, record_every):
+        if t >= len(losses) or not losses[t] <= threshold:
+            return t
+    return None
+
+
 @cache
-def gd_sweep(peaks: tuple[float, ...], record_every: int = 1) -> xr.Dataset:
-    """Gradient descent on the toy valley, one constant-rate run per peak (cached: read only)."""
+def gd_sweep(
+    peaks: tuple[float, ...], record_every: int = 1, blow_up: float = np.inf
+) -> xr.Dataset:
+    """Gradient descent on the toy valley, one constant-rate run per peak (cached: read only);
+    dims ``(peak, seed, step)`` with one seed.  The blow-up threshold is off by default, so a
+    run diverges only where its parameters or loss stop being finite (``blow_up`` is traced, not
+    compiled in: every value shares one program)."""
     schedule = schedules.grid(schedules.constant, {"peak": list(peaks)})
     return runner.sweep(
         toy(),
-        optimizers.gd(),
+        optimizers.sgd(),
         schedule,
         seeds=1,
         steps=DIVERGE_STEPS,
         record_every=record_every,
+        gradient="exact",
+        blow_up=blow_up,
         progress=False,
     )
 
@@ -99,14 +123,15 @@ def diverging_peaks() -> list[Any]:
 @pytest.mark.parametrize("peak", diverging_peaks())
 def test_divergence_is_flagged_only_on_the_diverging_run(peak):
     ds = gd_sweep((*HEALTHY_PEAKS, peak))
+    assert ds.diverged.dims == ("peak", "seed") == ds.diverged_step.dims
     assert ds.diverged.dtype == bool and np.issubdtype(ds.diverged_step.dtype, np.integer)
-    np.testing.assert_array_equal(ds.diverged, [False, False, True])
+    np.testing.assert_array_equal(ds.diverged.isel(seed=0), [False, False, True])
     reference = eager_gd(toy(), peak, DIVERGE_STEPS)
     assert reference.nonfinite is not None
     # diverged_step is the first update after which the iterate is not finite, where (as the
     # runner documents in update) an overflowing loss counts as not finite: for
     # peak 5 that is update 12, although the parameters themselves only overflow at update 24.
-    np.testing.assert_array_equal(ds.diverged_step, [-1, -1, reference.nonfinite])
+    np.testing.assert_array_equal(ds.diverged_step.isel(seed=0), [-1, -1, reference.nonfinite])
     # the two cases take the two paths of the runner: loss overflow first, or params at once
     assert reference.params_nonfinite is not None
     if peak == LOSS_OVERFLOW:
@@ -118,46 +143,156 @@ def test_divergence_is_flagged_only_on_the_diverging_run(peak):
 @pytest.mark.parametrize("peak", diverging_peaks())
 def test_diverged_step_does_not_depend_on_record_every(peak):
     ds = gd_sweep((*HEALTHY_PEAKS, peak), record_every=5)
-    np.testing.assert_array_equal(ds.diverged, [False, False, True])
+    np.testing.assert_array_equal(ds.diverged.isel(seed=0), [False, False, True])
     expected = eager_gd(toy(), peak, DIVERGE_STEPS).nonfinite
+    every_step = gd_sweep((*HEALTHY_PEAKS, peak))
     assert (
-        int(ds.diverged_step[2])
+        int(ds.diverged_step.isel(peak=2, seed=0))
         == expected
-        == int(gd_sweep((*HEALTHY_PEAKS, peak)).diverged_step[2])
+        == int(every_step.diverged_step.isel(peak=2, seed=0))
     )
 
 
 @pytest.mark.parametrize("peak", diverging_peaks())
-def test_diverged_run_is_frozen_at_its_last_finite_state(peak):
+def test_diverged_run_reads_nan_from_its_diverged_step(peak):
     ds = gd_sweep((*HEALTHY_PEAKS, peak))
-    run = ds.isel(run=2)
+    run = ds.isel(peak=2, seed=0)
     k = int(run.diverged_step)
-    for name in runner.RECORDED:
-        assert np.all(np.isfinite(run[name])), f"{name} is not finite: {run[name].values}"
+    assert bool(run.diverged) and k >= 1
     # record_every = 1, so record t is the state after t updates; w_{k-1} is the last finite one
     last_finite = eager_gd(toy(), peak, DIVERGE_STEPS).iterates[k - 1]
-    frozen = run.sel(step=slice(k - 1, None))
+    before, after = run.sel(step=slice(None, k - 1)), run.sel(step=slice(k, None))
+    assert before.sizes["step"] == k and after.sizes["step"] == DIVERGE_STEPS + 1 - k
     for name in set(runner.RECORDED) - {"lr"}:
-        np.testing.assert_array_equal(frozen[name], np.full(frozen.sizes["step"], frozen[name][0]))
-    np.testing.assert_allclose(frozen.loss, float(toy().loss(last_finite)), rtol=1e-4)
+        assert np.all(np.isfinite(before[name])), f"{name} before: {before[name].values}"
+        assert np.all(np.isnan(after[name])), f"{name} after: {after[name].values}"
+    np.testing.assert_allclose(before.loss[-1], float(toy().loss(last_finite)), rtol=1e-4)
     if peak == PARAM_OVERFLOW:
         # (for the loss overflow the iterate reaches |s| ~ 1e16 before freezing, where cos(omega
         # s) in float32 has no significant digits: fused and eager evaluation of the river
         # coordinate disagree there, so only the hill-dominated loss is compared above)
-        np.testing.assert_allclose(frozen.river_coord, float(last_finite[0]), rtol=1e-4)
+        np.testing.assert_allclose(before.river_coord[-1], float(last_finite[0]), rtol=1e-4)
     np.testing.assert_allclose(run.lr, peak, rtol=1e-6)  # the schedule itself goes on
 
 
 @pytest.mark.parametrize("peak", diverging_peaks())
+def test_diverged_run_is_frozen_at_its_last_finite_state(peak):
+    """The records read NaN, but the run's state (public ``start_runs`` / ``advance_runs``) stays
+    at its last finite parameters, and ``diverged_at`` says when."""
+    landscape, optimizer, schedule = toy(), optimizers.sgd(), schedules.constant(peak)
+    keys = jax.vmap(jax.random.key)(jnp.zeros(1, jnp.uint32))
+    shared = (None, None, None)
+    state = runner.start_runs(landscape, optimizer, schedule, keys, np.inf, axes=shared)
+    state, recs = runner.advance_runs(
+        landscape,
+        optimizer,
+        schedule,
+        state,
+        n_records=DIVERGE_STEPS,
+        record_every=1,
+        what=runner.Options(gradient="exact"),
+        axes=shared,
+    )
+    reference = eager_gd(landscape, peak, DIVERGE_STEPS)
+    k = reference.nonfinite
+    assert k is not None and int(state.diverged_at[0]) == k
+    assert int(state.step[0]) == DIVERGE_STEPS  # the step counter goes on
+    frozen = state.params[0]
+    assert bool(jnp.all(jnp.isfinite(frozen)))
+    last_finite = reference.iterates[k - 1]
+    np.testing.assert_allclose(landscape.loss(frozen), landscape.loss(last_finite), rtol=1e-4)
+    if peak == PARAM_OVERFLOW:  # (see the NaN test for why not at the loss overflow)
+        np.testing.assert_allclose(frozen, last_finite, rtol=1e-4)
+    loss = np.asarray(recs["loss"][0])
+    assert np.all(np.isfinite(loss[:k])) and np.all(np.isnan(loss[k:]))
+
+
+@pytest.mark.parametrize("peak", diverging_peaks())
 def test_mean_over_runs_with_a_diverged_run_is_finite(peak):
-    mean = gd_sweep((*HEALTHY_PEAKS, peak))[list(runner.RECORDED)].mean("run")
+    mean = gd_sweep((*HEALTHY_PEAKS, peak))[list(runner.RECORDED)].mean("peak")
     for name in runner.RECORDED:
         assert np.all(np.isfinite(mean[name])), f"mean {name} is not finite: {mean[name].values}"
 
 
+# SGD on the toy valley at rate 0.21: eta * lambda = 2.1 > 2, the hill noise is amplified
+# 1.1x per update and the loss passes the default blow-up threshold after 100-125 updates,
+# at a step that depends on the seed's noise (seed 4: ~101, seed 2: ~113, seed 5: ~124)
+UNSTABLE_PEAK = 0.21
+UNSTABLE_SEEDS = [2, 4, 5]
+UNSTABLE_STEPS = 106
+
+
+def test_plain_mean_over_seeds_with_a_diverged_seed_is_finite():
+    ds = runner.sweep(
+        toy(),
+        optimizers.sgd(),
+        schedules.constant(UNSTABLE_PEAK),
+        seeds=UNSTABLE_SEEDS,
+        steps=UNSTABLE_STEPS,
+        progress=False,
+    )
+    diverged = ds.diverged.values
+    assert 1 <= diverged.sum() < len(UNSTABLE_SEEDS), ds.diverged_step.values
+    mean = ds[list(runner.RECORDED)].mean("seed")  # xarray skips NaN by default
+    for name in runner.RECORDED:
+        assert np.all(np.isfinite(mean[name])), f"mean {name} is not finite: {mean[name].values}"
+    # after a seed diverged the mean is that of the others
+    first = int(ds.diverged_step.where(ds.diverged).min())
+    later = ds.sel(step=slice(first, None))
+    healthy = later.isel(seed=np.flatnonzero(~diverged)).loss.values.mean(axis=0)
+    np.testing.assert_allclose(mean.loss.sel(step=slice(first, None)), healthy, rtol=1e-6)
+    # masking a whole run instead: results.drop_diverged
+    masked, count = results.drop_diverged(ds)
+    assert count == diverged.sum()
+    assert np.all(np.isnan(masked.loss.values[diverged]))
+    np.testing.assert_array_equal(masked.loss.values[~diverged], ds.loss.values[~diverged])
+    np.testing.assert_array_equal(masked.lr, ds.lr)
+
+
+@pytest.mark.parametrize("record_every", [1, 5])
+@pytest.mark.parametrize("blow_up", [10.0, runner.BLOW_UP], ids=["blow-up-10", "default"])
+def test_loss_above_the_blow_up_threshold_counts_as_divergence(blow_up, record_every):
+    ds = gd_sweep((*HEALTHY_PEAKS, BLOWS_UP), record_every, blow_up)
+    free = gd_sweep((*HEALTHY_PEAKS, BLOWS_UP), record_every)  # no threshold: stays finite
+    assert not free.diverged.any()
+    for name in set(runner.RECORDED):
+        assert np.all(np.isfinite(free[name])), name
+    expected = eager_blow_up_step(BLOWS_UP, blow_up, record_every)
+    assert expected is not None and expected % record_every == 0
+    assert expected == {(10.0, 1): 7, (10.0, 5): 10}.get((blow_up, record_every), expected)
+    np.testing.assert_array_equal(ds.diverged.isel(seed=0), [False, False, True])
+    np.testing.assert_array_equal(ds.diverged_step.isel(seed=0), [-1, -1, expected])
+    run, free_run = ds.isel(peak=2, seed=0), free.isel(peak=2, seed=0)
+    threshold = blow_up * max(1.0, float(run.loss[0]))
+    assert float(free_run.loss.sel(step=expected)) > threshold  # the record that blew up ...
+    assert np.all(free_run.loss.sel(step=slice(None, expected - 1)) <= threshold)  # ... first
+    for name in set(runner.RECORDED) - {"lr"}:
+        # the same trajectory up to the blow-up, NaN from it on
+        before = run[name].sel(step=slice(None, expected - 1))
+        np.testing.assert_array_equal(before, free_run[name].sel(step=before.step), err_msg=name)
+        assert np.all(np.isnan(run[name].sel(step=slice(expected, None)))), name
+    np.testing.assert_array_equal(run.lr, free_run.lr)
+    # the healthy runs are untouched by the threshold
+    for name in runner.RECORDED:
+        healthy = ds[name].isel(peak=[0, 1])
+        np.testing.assert_array_equal(healthy, free[name].isel(peak=[0, 1]), err_msg=name)
+
+
+@pytest.mark.parametrize("peak", diverging_peaks())
+def test_default_blow_up_flags_the_loss_overflow_before_it_overflows(peak):
+    """With the default threshold the growing run is flagged when its loss passes 1e8 L(w_0)
+    (update 3 at peak 5), before the overflow; the parameter overflow is still update 1."""
+    ds = gd_sweep((*HEALTHY_PEAKS, peak), 1, runner.BLOW_UP)
+    expected = eager_blow_up_step(peak, runner.BLOW_UP)
+    nonfinite = eager_gd(toy(), peak, DIVERGE_STEPS).nonfinite
+    assert expected is not None and nonfinite is not None
+    assert expected == (3 if peak == LOSS_OVERFLOW else 1) and expected <= nonfinite
+    np.testing.assert_array_equal(ds.diverged_step.isel(seed=0), [-1, -1, expected])
+
+
 @pytest.mark.parametrize("peak", diverging_peaks())
 def test_diverging_run_leaves_the_others_bit_identical(peak):
-    with_it = gd_sweep((*HEALTHY_PEAKS, peak)).isel(run=[0, 1])
+    with_it = gd_sweep((*HEALTHY_PEAKS, peak)).isel(peak=[0, 1])
     without = gd_sweep(HEALTHY_PEAKS)
     assert not without.diverged.any()
     for name in without.variables:
@@ -166,24 +301,25 @@ def test_diverging_run_leaves_the_others_bit_identical(peak):
 
 def test_mixed_landscape_batch_flags_only_the_diverging_landscape():
     # hill curvature 1000 at rate 0.1: eta * lambda = 100, diverges; curvature 10 does not
-    landscapes = jax.tree_util.tree_map(
-        lambda *xs: jnp.stack(xs), toy(), toy(hill_curvature=1000.0)
-    )
+    landscapes = pytree.stack([toy(), toy(hill_curvature=1000.0)])
     ds = runner.sweep(
         landscapes,
-        optimizers.gd(),
+        optimizers.sgd(),
         schedules.constant(0.1),
         seeds=1,
         steps=DIVERGE_STEPS,
+        gradient="exact",
+        blow_up=np.inf,
         progress=False,
     )
-    np.testing.assert_array_equal(ds.diverged, [False, True])
+    assert ds.diverged.dims == ("curvatures", "seed")
+    np.testing.assert_array_equal(ds.diverged.isel(seed=0), [False, True])
     expected = eager_gd(toy(hill_curvature=1000.0), 0.1, DIVERGE_STEPS).nonfinite
-    np.testing.assert_array_equal(ds.diverged_step, [-1, expected])
-    # run 0 is toy(), GD, rate 0.1: the same run as run 1 of the healthy schedule batch
-    same = gd_sweep(HEALTHY_PEAKS).isel(run=1)
+    np.testing.assert_array_equal(ds.diverged_step.isel(seed=0), [-1, expected])
+    # landscape 0 is toy(), GD, rate 0.1: the same run as peak 0.1 of the healthy schedule batch
+    same = gd_sweep(HEALTHY_PEAKS).isel(peak=1)
     for name in [*runner.RECORDED, "diverged", "diverged_step"]:
-        np.testing.assert_array_equal(ds[name].isel(run=0), same[name], err_msg=name)
+        np.testing.assert_array_equal(ds[name].isel(curvatures=0), same[name], err_msg=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,7 +670,7 @@ def _xarray_edit(edit: Callable[[xr.Dataset], xr.Dataset]) -> Callable[[Path], N
 
 def _zero_one_loss(ds: xr.Dataset) -> xr.Dataset:
     loss = ds.loss.values.copy()
-    loss[1, 1] = 0.0
+    loss[1, 1, 1] = 0.0  # (peak, seed, step)
     return ds.assign(loss=(ds.loss.dims, loss))
 
 
@@ -549,9 +685,7 @@ TAMPERING: dict[str, Callable[[Path], None]] = {
     "h5py-peak-coordinate": _h5py_edit("peak"),
     "h5py-step-dimension": _h5py_edit("step"),
     "xarray-loss": _xarray_edit(_zero_one_loss),
-    "xarray-string-coordinate": _xarray_edit(
-        lambda ds: ds.assign_coords(optimizer=("run", np.full(ds.sizes["run"], "adam")))
-    ),
+    "xarray-string-coordinate": _xarray_edit(lambda ds: ds.assign_coords(optimizer="adam")),
     "truncated-half": _truncate,
 }
 
@@ -603,17 +737,17 @@ def test_run_in_a_batch_equals_the_run_alone():
         "progress": False,
     }
     together = runner.sweep(toy(), optimizers.sgd(), batch, **kwargs)
-    assert together.sizes["run"] == 6
-    for run, (peak, fraction) in enumerate((p, f) for p in peaks for f in fractions):
+    assert dict(together.loss.sizes) == {"peak": 3, "decay_fraction": 2, "seed": 1, "step": 101}
+    for (i, peak), (j, fraction) in itertools.product(enumerate(peaks), enumerate(fractions)):
         alone = runner.sweep(
             toy(), optimizers.sgd(), schedules.wsd(peak, steps, fraction), **kwargs
         )
-        got = together.isel(run=run)
+        got = together.isel(peak=i, decay_fraction=j)
         assert float(got.peak) == pytest.approx(peak)
         assert float(got.decay_fraction) == pytest.approx(fraction)
         # On XLA:CPU (jax 0.10.2) these are in fact bit-identical (np.array_equal holds for all
         # six runs and every variable, checked when this test was written); only closeness is
         # asserted, as a backend may vectorise a batch of 6 differently from a single run.
         for name in runner.RECORDED:
-            np.testing.assert_allclose(got[name], alone[name].isel(run=0), rtol=1e-6)
-        np.testing.assert_array_equal(got.diverged_step, alone.diverged_step.isel(run=0))
+            np.testing.assert_allclose(got[name], alone[name], rtol=1e-6)
+        np.testing.assert_array_equal(got.diverged_step, alone.diverged_step)
