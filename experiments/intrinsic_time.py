@@ -149,9 +149,11 @@ def _labelled(ds: xr.Dataset, coords: dict[str, list[float]]) -> xr.Dataset:
     """``ds`` with the dims of its swept fields (the landscape's, then the schedules' ``peak``)
     named as in ``coords``, whose exact (float64) values become their coordinates (a field
     swept over a single value does not vary, so the sweep names that dim by its position)."""
-    dims = [d for d in ds.river_coord.dims if d not in ("schedule", "seed", "step")]
+    kept = ("schedule", "seed", "step")
+    dims = [d for d in ds.river_coord.dims if d not in kept]
     names = {d: n for d, n in zip(dims, coords, strict=True) if d != n}
-    return ds.reset_coords(drop=True).rename_dims(names).assign_coords(coords)
+    ds = ds.drop_vars([c for c in ds.coords if c not in kept])
+    return ds.rename_dims(names).assign_coords(coords)
 
 
 @functools.partial(jax.jit, static_argnames="substeps")
