@@ -71,12 +71,18 @@ tuned):
   count, not by river lag: checkpoints further apart than the hill's relaxation time ``1 /
   (eta a)`` are independent, so 5 of them leave the noise floor / 5 (0.0009, as measured); the
   exact theory needs ~65 to reach WSD's hill loss.
-* Curved river: the decay wins outright; EMA 57 +- 4 %, 4x batch 45 +- 5 %, schedule-free
-  21 +- 10 %, merge 17 +- 7 %.  As the river-valley picture predicts, averaging loses river
-  progress here (river loss above WSD's: EMA +0.0030, z 7; merge +0.0032, z 7) and its average
+* Curved river: the decay wins outright; EMA 55 +- 5 %, 4x batch 43 +- 5 %, schedule-free
+  20 +- 9 %, merge 16 +- 7 %.  As the river-valley picture predicts, averaging loses river
+  progress here (river loss above WSD's: EMA +0.0034, z 7; merge +0.0036, z 7) and its average
   lies off the river: the merged point's hill loss, 0.0033 +- 0.0005, is predicted at 0.0027
   (chord 0.0018 + noise 0.0009).  WSD's best run decays from 0.19 over 80 % of the run, a rate
-  at which the constant-rate trajectory that EMA and merging average ends at loss ~4.
+  at which the constant-rate trajectory that EMA and merging average ends at loss ~4.  Above
+  the curved river's stability limit (rates 0.15, 0.19) the runs are chaotic: a float32
+  rounding difference in the rate (the schedule evaluated in the compiled loop rather than
+  from a precomputed table, as before the open-lab sweep) changes each seed's result, so
+  WSD's tuned final loss here moved from 0.00195 +- 0.00038 to 0.00157 +- 0.00030 (about one
+  SE) and the gains above with it (they were 57, 45, 21 and 17 %); every stable setting is
+  unchanged to float rounding.
 * Bigram toy (Adam): EMA beats the tuned WSD (136 +- 2 %, z -22: its hill loss is half of
   WSD's, whose best decay fraction is the grid's largest, 80 %); schedule-free (98 +- 1 %) and
   merging (97 +- 2 %) match WSD; the 4x batch recovers 85 +- 2 %.
@@ -100,12 +106,12 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
-from rivervalley import lm, optimizers, schedules, theory
+from rivervalley import lm, optimizers, results, schedules, theory
 from rivervalley.experiment import main_for, write_summary
 from rivervalley.landscapes import Landscape, RiverValley, toy
 from rivervalley.plotting import STYLE, save_figure
-from rivervalley.pytree import stack
 from rivervalley.runner import sweep
 from rivervalley.stats import mean_se, paired_difference
 
@@ -201,15 +207,15 @@ def config(quick: bool) -> Config:
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """What one group of landscapes runs with: ``landscape`` (batched over ``names`` for the
-    valleys), ``landscapes`` (the same at batch size ``B`` and then at ``batch_factor x B``, one
-    batch), the optimizer and its schedule-free counterpart, steps, warmup, the peak rates of
-    the plain optimizer and of schedule-free, seeds, record spacing and (language models) the
-    entropy floor ``H``."""
+    """What one group of landscapes runs with: ``landscape`` (the members by name: a named axis
+    of one sweep), ``landscapes`` (the same, each batched over the batch sizes ``B`` and
+    ``batch_factor x B``: dim ``batch_size``), the optimizer and its schedule-free counterpart,
+    steps, warmup, the peak rates of the plain optimizer and of schedule-free, seeds, record
+    spacing and (language models) the entropy floor ``H``."""
 
     names: tuple[str, ...]
-    landscape: Landscape
-    landscapes: Landscape
+    landscape: dict[str, Landscape]
+    landscapes: dict[str, Landscape]
     optimizer: optimizers.Optimizer
     schedule_free: optimizers.Optimizer
     steps: int
@@ -221,7 +227,7 @@ class Setup:
     entropy: float | None = None
 
 
-def valley(cfg: Config, name: str, batch_size: float = 1.0) -> RiverValley:
+def valley(cfg: Config, name: str, batch_size: ArrayLike = 1.0) -> RiverValley:
     bend = VALLEYS[name]
     return toy(
         noise_std=cfg.valley_noise,
@@ -232,11 +238,12 @@ def valley(cfg: Config, name: str, batch_size: float = 1.0) -> RiverValley:
 
 
 def valley_setup(cfg: Config) -> Setup:
-    """The valley members as one batched landscape (one compiled program for all)."""
+    """The valley members as one named axis (one structure: one compiled program for all)."""
+    sizes = np.array([1.0, cfg.batch_factor])
     return Setup(
         names=cfg.valleys,
-        landscape=stack([valley(cfg, n) for n in cfg.valleys]),
-        landscapes=stack([valley(cfg, n, b) for b in (1, cfg.batch_factor) for n in cfg.valleys]),
+        landscape={n: valley(cfg, n) for n in cfg.valleys},
+        landscapes={n: valley(cfg, n, sizes) for n in cfg.valleys},
         optimizer=optimizers.sgd(),
         schedule_free=optimizers.schedule_free_sgd(),
         steps=cfg.valley_steps,
@@ -253,10 +260,12 @@ def bigram_setup(cfg: Config) -> Setup:
     corpus = lm.bigram_corpus(jax.random.key(cfg.corpus_seed), cfg.vocab_size, mix)
     return Setup(
         names=("bigram",),
-        landscape=lm.bigram_table(corpus, batch_size=cfg.batch_size),
-        landscapes=lm.bigram_table(
-            corpus, batch_size=np.array([cfg.batch_size, cfg.batch_size * cfg.batch_factor])
-        ),
+        landscape={"bigram": lm.bigram_table(corpus, batch_size=cfg.batch_size)},
+        landscapes={
+            "bigram": lm.bigram_table(
+                corpus, batch_size=np.array([cfg.batch_size, cfg.batch_size * cfg.batch_factor])
+            )
+        },
         optimizer=optimizers.adam(),
         schedule_free=optimizers.schedule_free_adamw(),
         steps=cfg.bigram_steps,
@@ -296,12 +305,13 @@ def options(cfg: Config, su: Setup) -> dict[str, list[tuple[float, float]]]:
 # --- the sweeps --------------------------------------------------------------------------------
 
 
-def _grid(ds: xr.Dataset, var: str, n_land: int, n_opt: int, n_sched: int) -> np.ndarray:
-    """A variable as ``(landscape, optimizer, schedule, seed, step)`` (the runner's run order);
-    NaN for a diverged run."""
-    v = np.asarray(ds[var].values, np.float64)
-    v = np.where(ds.diverged.values[:, None], np.nan, v)
-    return v.reshape(n_land, n_opt, n_sched, -1, v.shape[-1])
+def _named(ds: xr.Dataset, component: str, dim: str, values) -> xr.Dataset:
+    """``ds`` with the batch axis of a component swept over ``values`` as dim ``dim``: a swept
+    field names its dim only where its values differ, so a single value leaves the axis
+    unnamed (``<component>_axis0``)."""
+    if dim not in ds.dims:
+        ds = ds.rename({f"{component}_axis0": dim}).assign_coords({dim: list(values)})
+    return ds
 
 
 def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.ndarray]:
@@ -309,12 +319,14 @@ def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.nda
     option, seed)`` (the last record) and ``curve_<var>`` ``(landscape, method, option, step)``
     (the mean over the evaluation seeds, the second half), ``lr`` ``(method, option, step)``,
     and for the chord prediction the constant runs' river coordinates ``river_coord``
-    ``(landscape, peak, seed, step)``; NaN where a method has fewer settings.
+    ``(landscape, peak, seed, step)``; NaN where a method has fewer settings, and over every
+    step of a diverged run.
 
-    Compiled programs: one sweep for the constant rates and every WSD decay (one rate table) at
-    batch sizes ``B`` and ``M B``; one for the EMA batch and the first merge window on the
-    constant rates; one per further merge window; one for schedule-free."""
-    n_land, n_peaks, n_frac = len(su.names), len(su.peaks), len(cfg.fractions)
+    Compiled programs: one sweep for the constant rates and every WSD decay (a named axis of
+    schedules, dims ``(schedule, peak)``) at batch sizes ``B`` and ``M B``; one for the EMA
+    decays and the first merge window on the constant rates; one per further merge window (a
+    named axis of optimizers); one for schedule-free."""
+    n_land = len(su.names)
     opts = options(cfg, su)
     n_opt = max(len(v) for v in opts.values())
     n_steps = su.steps // su.record_every + 1
@@ -330,73 +342,83 @@ def run_group(cfg: Config, su: Setup, progress: bool | None) -> dict[str, np.nda
         "record_every": su.record_every,
         "progress": progress,
     }
+    peaks = np.array(su.peaks)
 
-    used = {f"{p}{v}" for p in ("", "ema_", "window_") for v in VARIABLES} | {"lr", "river_coord"}
+    def run(landscape, optimizer, schedule, rates=peaks) -> xr.Dataset:
+        """A sweep over the peak ``rates`` (dim ``peak``), every diverged run's records NaN at
+        every step."""
+        ds = sweep(landscape, optimizer, schedule, **kwargs)
+        return _named(results.drop_diverged(ds)[0], "schedule", "peak", rates)
 
-    def gridded(ds, shape):
-        """The variables ``put`` reads, as ``shape + (seed, step)``: reshaped once per sweep."""
-        return {name: _grid(ds, name, *shape) for name in used if name in ds}
+    def values(da: xr.DataArray) -> np.ndarray:
+        return np.asarray(da.transpose("landscape", "seed", "step").values, np.float64)
 
-    def put(method, j, grids, prefix, index):
-        """Store run block ``index`` of a sweep's ``grids`` as setting ``j`` of ``method``; an
+    def put(method: str, j: int, runs: xr.Dataset, prefix: str) -> None:
+        """Store ``runs`` (dims ``(landscape, seed, step)``) as setting ``j`` of ``method``; an
         average's excess loss is its loss minus the entropy floor."""
         m = METHODS.index(method)
         for var in VARIABLES:
             name = f"{prefix}{var}"
-            if name in grids:
-                values = grids[name][index]
+            if name in runs:
+                v = values(runs[name])
             elif var == "excess_loss" and su.entropy is not None:
-                values = grids[f"{prefix}loss"][index] - su.entropy
+                v = values(runs[f"{prefix}loss"]) - su.entropy
             else:
                 continue
-            out[f"final_{var}"][:, m, j] = values[..., -1]
-            out[f"curve_{var}"][:, m, j] = values[:, evaluation].mean(1)
-        out["lr"][m, j] = grids["lr"][index][0, 0]
+            out[f"final_{var}"][:, m, j] = v[..., -1]
+            out[f"curve_{var}"][:, m, j] = v[:, evaluation].mean(1)
+        out["lr"][m, j] = values(runs.lr)[0, 0]
 
-    # the constant rates and every WSD decay, at batch sizes B and M B: one rate table
-    lines = []
-    for peak in su.peaks:
-        lines.append(schedules.constant(peak, warmup_steps=su.warmup))
-        lines += [
-            schedules.wsd(peak, su.steps, f, warmup_steps=su.warmup, final=0.0)
-            for f in cfg.fractions
-        ]
-    table = schedules.tabulated(np.stack([schedules.rates(s, su.steps) for s in lines]))
-    ds = sweep(su.landscapes, su.optimizer, table, **kwargs)
-    grids = gridded(ds, (2 * n_land, 1, len(lines)))
-    small, large = slice(0, n_land), slice(n_land, 2 * n_land)
-    for i in range(n_peaks):
-        row = i * (1 + n_frac)
-        put("constant", i, grids, "", np.s_[small, 0, row])
-        put("large_batch", i, grids, "", np.s_[large, 0, row])
-        for f in range(n_frac):
-            put("wsd", i * n_frac + f, grids, "", np.s_[small, 0, row + 1 + f])
-    # EMA and merges of the constant-rate runs
-    constant = schedules.constant(np.array(su.peaks), warmup_steps=su.warmup)
-    n_ema = len(cfg.ema_decays)
-    for f, fraction in enumerate(cfg.fractions):
-        every = merge_every(cfg, su.steps, fraction)
-        decays = np.array(cfg.ema_decays) if f == 0 else None
-        opt = su.optimizer.with_averaging(
-            ema_decay=decays, window=cfg.merge_intervals + 1, window_every=every
+    # the constant rates and every WSD decay, at batch sizes B and M B: one compiled program
+    warmup = su.warmup
+    lines = {"constant": schedules.constant(peaks, warmup_steps=warmup)} | {
+        f"wsd_{f:g}": schedules.wsd(peaks, su.steps, f, warmup_steps=warmup, final=0.0)
+        for f in cfg.fractions
+    }
+    ds = run(su.landscapes, su.optimizer, lines)
+    ds = _named(ds, "landscape", "batch_size", [1.0, float(cfg.batch_factor)])
+    small, large = ds.isel(batch_size=0), ds.isel(batch_size=1)
+    n_frac = len(cfg.fractions)
+    for i in range(len(peaks)):
+        put("constant", i, small.sel(schedule="constant").isel(peak=i), "")
+        put("large_batch", i, large.sel(schedule="constant").isel(peak=i), "")
+        for k, f in enumerate(cfg.fractions):
+            put("wsd", i * n_frac + k, small.sel(schedule=f"wsd_{f:g}").isel(peak=i), "")
+    # EMA and merges of the constant-rate runs: EMA with the first merge window, then one
+    # optimizer per further window (the stride is static: one compiled program each)
+    constant = schedules.constant(peaks, warmup_steps=warmup)
+    window = cfg.merge_intervals + 1
+    first, *rest = cfg.fractions
+    merges = {
+        f"merge_{f:g}": su.optimizer.with_averaging(
+            window=window, window_every=merge_every(cfg, su.steps, f)
         )
-        ds = sweep(su.landscape, opt, constant, **kwargs)
-        grids = gridded(ds, (n_land, n_ema if f == 0 else 1, n_peaks))
-        for i in range(n_peaks):
-            put("merge", i * n_frac + f, grids, "window_", np.s_[:, 0, i])
-            if f == 0:
-                for e in range(n_ema):
-                    put("ema", i * n_ema + e, grids, "ema_", np.s_[:, e, i])
-        if f == 0:
-            out["river_coord"] = grids["river_coord"][:, 0]
+        for f in rest
+    }
+    with_ema = su.optimizer.with_averaging(
+        ema_decay=np.array(cfg.ema_decays),
+        window=window,
+        window_every=merge_every(cfg, su.steps, first),
+    )
+    ds = _named(run(su.landscape, with_ema, constant), "optimizer", "ema_decay", cfg.ema_decays)
+    n_ema = len(cfg.ema_decays)
+    for i in range(len(peaks)):
+        put("merge", i * n_frac, ds.isel(ema_decay=0, peak=i), "window_")
+        for e in range(n_ema):
+            put("ema", i * n_ema + e, ds.isel(ema_decay=e, peak=i), "ema_")
+    river = ds.river_coord.isel(ema_decay=0).transpose("landscape", "peak", "seed", "step")
+    out["river_coord"] = np.asarray(river.values, np.float64)
+    if merges:
+        ds = run(su.landscape, merges, constant)
+        for i in range(len(peaks)):
+            for k, f in enumerate(rest, start=1):
+                runs = ds.sel(optimizer=f"merge_{f:g}").isel(peak=i)
+                put("merge", i * n_frac + k, runs, "window_")
     # schedule-free, one batch of rates
     rates = np.array(su.schedule_free_peaks)
-    ds = sweep(
-        su.landscape, su.schedule_free, schedules.constant(rates, warmup_steps=su.warmup), **kwargs
-    )
-    grids = gridded(ds, (n_land, 1, len(rates)))
+    ds = run(su.landscape, su.schedule_free, schedules.constant(rates, warmup_steps=warmup), rates)
     for j in range(len(rates)):
-        put("schedule_free", j, grids, "", np.s_[:, 0, j])
+        put("schedule_free", j, ds.isel(peak=j), "")
     return out
 
 

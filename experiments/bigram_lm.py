@@ -26,7 +26,6 @@ from pathlib import Path
 
 import jax
 import matplotlib.pyplot as plt
-import numpy as np
 import xarray as xr
 
 from rivervalley import lm, optimizers, schedules
@@ -93,60 +92,47 @@ def schedule_set(cfg: Config, peak: float) -> dict[str, schedules.Schedule]:
 
 
 def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
-    parts = []
+    """Dims ``(corpus, optimizer, schedule, seed, step[, context_class])``: one sweep per corpus
+    and optimizer, its three schedule kinds a named axis (one compiled program)."""
     corpus_set = corpora(cfg)
+    per_corpus = []
+    sweeps = []
     for corpus_name, corpus in corpus_set.items():
         model = lm.bigram_table(corpus, batch_size=cfg.batch_size)
+        per_opt = []
         for opt_name in cfg.optimizers:
             peak = {"sgd": cfg.sgd_peak, "adam": cfg.adam_peak}[opt_name]
-            # the three schedule kinds as one tabulated batch: one compiled sweep, not three
-            named = schedule_set(cfg, peak)
-            batch = schedules.stack(
-                [
-                    schedules.tabulated(schedules.rates(s, cfg.steps), peak=peak, final=s.final)
-                    for s in named.values()
-                ]
-            )
             ds = sweep(
                 model,
                 optimizers.by_name(opt_name),
-                batch,
+                schedule_set(cfg, peak),
                 seeds=cfg.seeds,
                 steps=cfg.steps,
                 record_every=cfg.record_every,
                 sharpness=cfg.sharpness_iters,
                 progress=progress,
             )
-            ds = ds.drop_vars(["rates", "schedule_index", "final"], errors="ignore")
-            labels = np.repeat(list(named), cfg.seeds)
-            ds = ds.assign_coords(
-                schedule=("run", labels), corpus=("run", [corpus_name] * len(labels))
-            )
-            parts.append(ds)
+            sweeps.append(ds)
+            per_opt.append(ds)
+        part = xr.concat(per_opt, dim="optimizer", combine_attrs="drop")
+        per_corpus.append(part.expand_dims(corpus=[corpus_name]))
     # the ablation has one context class, the main corpus two: an outer join over classes
-    out = xr.concat(parts, dim="run", join="outer", combine_attrs="drop")
+    out = xr.concat(per_corpus, dim="corpus", join="outer", combine_attrs="drop")
     assert isinstance(out, xr.Dataset)
-    configs = [json.loads(p.attrs["config"]) for p in parts]
+    configs = [json.loads(ds.attrs["config"]) for ds in sweeps]
     out.attrs = {
         "entropy_floor": float(corpus_set["main"].entropy_floor()),
-        "rivervalley_version": parts[0].attrs["rivervalley_version"],
+        "rivervalley_version": sweeps[0].attrs["rivervalley_version"],
         "sweep_configs": json.dumps(configs, sort_keys=True),
-        "decomposition": parts[0].attrs["decomposition"],
+        "decomposition": sweeps[0].attrs["decomposition"],
     }
     return out
 
 
-def select(ds: xr.Dataset, **where: str) -> xr.Dataset:
-    """The runs whose coordinates equal the given values."""
-    mask = np.ones(ds.sizes["run"], bool)
-    for coord, value in where.items():
-        mask &= ds[coord].values == value
-    return ds.isel(run=np.flatnonzero(mask))
-
-
 def classes_of(ds: xr.Dataset) -> list[str]:
     """Context classes present in these runs (the ablation has one, the main corpus two)."""
-    present = ds.class_excess.notnull().any(("run", "step")).values
+    others = [d for d in ds.class_excess.dims if d != "context_class"]
+    present = ds.class_excess.notnull().any(others).values
     return [str(c) for c, ok in zip(ds.context_class.values, present, strict=True) if ok]
 
 
@@ -159,8 +145,8 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
     out: dict = {"steps": marks, "entropy_floor": ds.attrs.get("entropy_floor")}
     for corpus in ("main", "ablation"):
         for opt in cfg.optimizers:
-            runs = select(ds, corpus=corpus, optimizer=opt)
-            wsd = select(runs, schedule="wsd").mean("run")
+            runs = ds.sel(corpus=corpus, optimizer=opt)
+            wsd = runs.sel(schedule="wsd").mean("seed")
             entry: dict = {"classes": {}}
             for cls in [*classes_of(runs), "all"]:
                 da = wsd.excess_loss if cls == "all" else wsd.class_excess.sel(context_class=cls)
@@ -170,7 +156,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
                 at["decay_factor"] = mid / end  # ... and in the decay
                 entry["classes"][cls] = at
             entry["final_excess"] = {
-                name: float(select(runs, schedule=name).excess_loss.isel(step=-1).mean())
+                name: float(runs.excess_loss.sel(schedule=name).isel(step=-1).mean())
                 for name in SCHEDULES
             }
             out[f"{corpus}/{opt}"] = entry
@@ -179,7 +165,7 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict:
 
 def _schedule_bands(ax, runs: xr.Dataset, var: str, **sel) -> None:
     for name in SCHEDULES:
-        da = select(runs, schedule=name)[var]
+        da = runs[var].sel(schedule=name)
         band(
             ax,
             da.sel(**sel) if sel else da,
@@ -195,7 +181,7 @@ def _figure(rows: int, cols: int):
 
 def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    main = select(ds, corpus="main")
+    main = ds.sel(corpus="main")
     opts = [(opt, OPTIMIZER_NAMES[opt]) for opt in cfg.optimizers]
     decay_start = cfg.steps - round(cfg.decay_fraction * cfg.steps)
     paths = []
@@ -216,7 +202,7 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
     with plt.rc_context(STYLE):
         fig, axes = _figure(len(opts), 3)
         for row, (opt, label) in enumerate(opts):
-            runs = select(main, optimizer=opt)
+            runs = main.sel(optimizer=opt)
             for ax, var in zip(axes[row], ("loss", "excess_loss", "hill_loss"), strict=True):
                 _schedule_bands(ax, runs, var)
                 ax.set_yscale("log")
@@ -230,7 +216,7 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         classes = classes_of(main)
         fig, axes = _figure(len(opts), len(classes))
         for row, (opt, label) in enumerate(opts):
-            runs = select(main, optimizer=opt)
+            runs = main.sel(optimizer=opt)
             for ax, cls in zip(axes[row], classes, strict=True):
                 _schedule_bands(ax, runs, "class_excess", context_class=cls)
                 ax.set_yscale("log")
@@ -240,16 +226,16 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
 
         fig, axes = _figure(1, len(opts))
         for ax, (opt, label) in zip(axes[0], opts, strict=True):
-            _schedule_bands(ax, select(main, optimizer=opt), "sharpness")
+            _schedule_bands(ax, main.sel(optimizer=opt), "sharpness")
             ax.set_ylabel(f"{label}: {LABELS['sharpness']}")
         finish(fig, axes, "bigram_lm_sharpness", f"sharpness (Lanczos, {cfg.sharpness_iters} it.)")
 
         fig, axes = _figure(1, len(opts))
         for ax, (opt, label) in zip(axes[0], opts, strict=True):
             for corpus, ls in (("main", "-"), ("ablation", "--")):
-                runs = select(ds, corpus=corpus, optimizer=opt)
+                runs = ds.sel(corpus=corpus, optimizer=opt)
                 for name in ("wsd", "cosine"):
-                    mean = select(runs, schedule=name).excess_loss.mean("run")
+                    mean = runs.excess_loss.sel(schedule=name).mean("seed")
                     tag = f"{SCHEDULE_NAMES[name]}, {corpus}"
                     ax.plot(mean.step, mean, ls=ls, color=SCHEDULE_COLORS[name], label=tag)
             ax.set_yscale("log")

@@ -8,7 +8,9 @@ their base ``ndim`` (``rivervalley.pytree``), e.g. from ``pytree.grid``.
 The result's dims for a component are, in order:
 
 - the component's own name (``"schedule"``), for a named axis, with the names as coordinate;
-- one dim per batch axis, named after the field that varies along it (``peak``,
+- one dim per batch axis: for an object made by ``pytree.grid`` (or ``pytree.label_axes``) the
+  grid's keys with their values as coordinates; otherwise named after the field that varies
+  along it (``peak``,
   ``decay_fraction``, an optimizer hyperparameter such as ``b1``).  A field *varies* along an
   axis when its values are not all equal along it; the dim takes the name of the first field
   varying along that axis alone (else along it and others; else ``<component>_axis<i>``).
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from rivervalley.pytree import batch_shape, named_arrays
+from rivervalley.pytree import axis_labels, batch_shape, named_arrays
 
 Coords = dict[str, tuple[tuple[str, ...], np.ndarray]]
 
@@ -91,16 +93,23 @@ def batch_labels(component: str, obj: Any) -> tuple[tuple[str, ...], Coords]:
         value = np.asarray(value)
         arrays[name] = np.broadcast_to(value, shape + value.shape[value.ndim - ndim :])
     varying = {name: _varying_axes(full, len(shape)) for name, full in arrays.items()}
-    dims = []
-    for i in range(len(shape)):
-        alone = [n for n, axes in varying.items() if axes == (i,)]
-        shared = [n for n, axes in varying.items() if i in axes]
-        dims.append((alone or shared or [f"{component}_axis{i}"])[0])
-    if len(set(dims)) < len(dims):  # one field varying along several axes named two of them
-        dims = [d if dims.count(d) == 1 else f"{component}_axis{i}" for i, d in enumerate(dims)]
+    labels = axis_labels(obj)
     coords: Coords = {}
+    if labels is not None:  # named by grid / label_axes: its keys and values as given
+        dims = [name for name, _ in labels]
+        for name, values in labels:
+            if all(isinstance(v, int | float | str | np.number) for v in values):
+                coords[name] = ((name,), decimal(np.asarray(values)))
+    else:
+        dims = []
+        for i in range(len(shape)):
+            alone = [n for n, axes in varying.items() if axes == (i,)]
+            shared = [n for n, axes in varying.items() if i in axes]
+            dims.append((alone or shared or [f"{component}_axis{i}"])[0])
+        if len(set(dims)) < len(dims):  # one field varying along several axes named two
+            dims = [d if dims.count(d) == 1 else f"{component}_axis{i}" for i, d in enumerate(dims)]
     for name, axes in varying.items():
-        if not axes:
+        if not axes or name in coords:
             continue
         full = arrays[name]
         index = tuple(slice(None) if i in axes else 0 for i in range(len(shape)))

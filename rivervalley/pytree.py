@@ -18,6 +18,7 @@ import functools
 import hashlib
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -334,4 +335,30 @@ def grid(factory: Callable[..., T], sweep: Mapping[str, Sequence[Any]], **fixed:
     shape = tuple(len(v) for v in values)
     combos = itertools.product(*values)
     flat = stack([factory(**fixed, **dict(zip(names, c, strict=True))) for c in combos])
-    return jax.tree_util.tree_map(lambda x: jnp.reshape(x, shape + jnp.shape(x)[1:]), flat)
+    out = jax.tree_util.tree_map(lambda x: jnp.reshape(x, shape + jnp.shape(x)[1:]), flat)
+    return label_axes(out, dict(zip(names, values, strict=True)))
+
+
+_AXIS_LABELS: dict[int, tuple[tuple[str, tuple[Any, ...]], ...]] = {}
+
+
+def label_axes(obj: T, labels: Mapping[str, Sequence[Any]]) -> T:
+    """Name the batch axes of ``obj`` (in order) and give each its values, for ``sweep``'s
+    result: ``label_axes(batched, {"peak": [0.1, 0.2]})``.  ``grid`` does this with its keys, so
+    its dims are named after them (even a key with a single value, or a factory argument that is
+    not a field) and labelled with the values exactly as given.  The labels belong to this very
+    object (kept beside it, not in the pytree: a ``tree_map`` of it drops them, and they never
+    change the compiled program)."""
+    shape = batch_shape(obj)
+    sizes = tuple(len(v) for v in labels.values())
+    if sizes != shape:
+        raise ValueError(f"label_axes: labels of sizes {sizes} for batch shape {shape}")
+    key = id(obj)
+    _AXIS_LABELS[key] = tuple((str(n), tuple(v)) for n, v in labels.items())
+    weakref.finalize(obj, _AXIS_LABELS.pop, key, None)
+    return obj
+
+
+def axis_labels(obj: Any) -> tuple[tuple[str, tuple[Any, ...]], ...] | None:
+    """The ``(name, values)`` of each batch axis given by ``label_axes`` (or ``grid``), if any."""
+    return _AXIS_LABELS.get(id(obj))

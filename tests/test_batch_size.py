@@ -231,10 +231,12 @@ def test_bigram_sweep_over_batch_sizes_equals_separate_sweeps():
         )
 
     batched = run(_table([2.0, 8.0], relax_steps=0))
-    assert list(batched["batch_size"].values) == [2.0, 2.0, 8.0, 8.0]
-    for i, b in enumerate((2.0, 8.0)):
+    assert batched.loss.dims == ("batch_size", "seed", "step")
+    assert list(batched["batch_size"].values) == [2.0, 8.0]
+    for b in (2.0, 8.0):
         alone = run(_table(b, relax_steps=0))
-        rows = batched.isel(run=slice(2 * i, 2 * i + 2))
+        rows = batched.sel(batch_size=b)
+        assert rows.loss.dims == alone.loss.dims == ("seed", "step")
         np.testing.assert_array_equal(rows.loss.values, alone.loss.values)
 
 
@@ -281,10 +283,12 @@ def _batched_stationary_sweep():
 
 def test_sweep_over_batch_sizes_equals_separate_sweeps():
     batched = _batched_stationary_sweep()
-    assert list(batched["batch_size"].values[::SEEDS]) == list(SIZES)
+    assert batched.loss.dims == ("batch_size", "seed", "step")
+    assert list(batched["batch_size"].values) == list(SIZES)
     for i in (0, 2):  # the unbatched program is compiled once for both
         alone = _stationary_sweep(SIZES[i])
-        rows = batched.isel(run=slice(SEEDS * i, SEEDS * (i + 1)))
+        rows = batched.isel(batch_size=i)
+        assert rows.loss.dims == alone.loss.dims == ("seed", "step")
         np.testing.assert_array_equal(rows.loss.values, alone.loss.values)
         np.testing.assert_array_equal(rows.hill_loss.values, alone.hill_loss.values)
 
@@ -293,7 +297,8 @@ def test_sgd_stationary_hill_loss_at_several_batch_sizes():
     ds = _batched_stationary_sweep()
     step = ds["step"].to_numpy()
     window = step >= STEPS // 4
-    loss = ds.loss.values.reshape(len(SIZES), SEEDS, -1)[:, :, window]
+    loss = ds.loss.transpose("batch_size", "seed", "step").values[:, :, window]
+    assert loss.shape[:2] == (len(SIZES), SEEDS)
     per_seed = loss.mean(-1)  # (B, seed): independent across seeds
     lrs = jnp.full(STEPS, LR)
     for i, b in enumerate(SIZES):

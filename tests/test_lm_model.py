@@ -538,9 +538,21 @@ def test_zero_relaxation_steps_give_zero_hill():
 STEPS = 100
 
 
+def _runs(ds: xr.Dataset) -> xr.Dataset:
+    """The sweep's runs along one dim ``run`` (row-major over the dims before ``step``, as
+    ``sweep`` orders them: schedule dims, then ``seed``) for per-run checks."""
+    run_dims = list(ds.loss.dims[:-1])
+    assert run_dims[-1] == "seed" and ds.loss.dims[-1] == "step"
+    return ds.stack(run=run_dims).transpose("run", ...)
+
+
 def _check_sweep(model: LanguageModel, ds: xr.Dataset, n_runs: int) -> None:
     pi, P, cls = _truth(model)
     names = list(model.corpus.class_names)
+    run_dims = ds.loss.dims[:-1]
+    assert ds.class_loss.dims == (*run_dims, "step", "context_class")
+    assert ds.class_excess.dims == (*run_dims, "step", "context_class")
+    ds = _runs(ds)
     assert ds.sizes["run"] == n_runs and ds.sizes["step"] == STEPS // 20 + 1
     assert ds.class_loss.dims == ("run", "step", "context_class")
     assert ds.class_excess.dims == ("run", "step", "context_class")
@@ -569,8 +581,10 @@ def test_table_sweeps_with_sgd_over_a_schedule_grid():
     kwargs = {"seeds": 2, "steps": STEPS, "record_every": 20, "record_params": True}
     ds = sweep(model, optimizers.sgd(), grid, progress=False, **kwargs)
     _check_sweep(model, ds, n_runs=4)
-    np.testing.assert_array_equal(ds.params.values[:, 0], 0.0)  # init_scale 0: W = 0 ...
-    np.testing.assert_allclose(ds.loss.values[:, 0], np.log(V), rtol=1e-6)  # ... loss log V
+    assert ds.loss.dims == ("peak", "seed", "step")
+    runs = _runs(ds)
+    np.testing.assert_array_equal(runs.params.values[:, 0], 0.0)  # init_scale 0: W = 0 ...
+    np.testing.assert_allclose(runs.loss.values[:, 0], np.log(V), rtol=1e-6)  # ... loss log V
     again = sweep(model, optimizers.sgd(), grid, progress=False, **kwargs)
     xr.testing.assert_identical(ds, again)  # same seeds: bit-identical
 
@@ -581,8 +595,9 @@ def test_factorized_sweeps_with_adam_over_a_schedule_stack():
     kwargs = {"seeds": [3, 4], "steps": STEPS, "record_every": 20, "record_params": True}
     ds = sweep(model, optimizers.adam(), stack, progress=False, **kwargs)
     _check_sweep(model, ds, n_runs=4)
-    assert list(ds.seed.values) == [3, 4, 3, 4]
-    start = ds.params.values[:, 0]
+    assert list(ds.seed.values) == [3, 4]
+    assert list(_runs(ds).seed.values) == [3, 4, 3, 4]
+    start = _runs(ds).params.values[:, 0]
     np.testing.assert_array_equal(start[:, 2 * V * WIDTH :], 0.0)  # the bias starts at 0
     assert np.all(start[:, : 2 * V * WIDTH] != 0.0)  # E and U are random ...
     np.testing.assert_array_equal(start[0], start[2])  # ... and depend only on the seed
