@@ -132,14 +132,13 @@ def compute(cfg: Config, progress: bool | None) -> xr.Dataset:
         record_every=cfg.record_every,
         progress=progress,
     )
-    swept = {"start": cfg.starts, "noise_std": cfg.noise_levels, "peak": cfg.peaks}
-    for name, values in swept.items():  # the sweep's float32 coordinates (first component)
-        np.testing.assert_allclose(ds[name].isel({d: 0 for d in ds[name].dims[1:]}), values)
-    ds = ds.rename(noise_std="noise").assign_coords(
+    swept = {"s0": cfg.starts, "noise_std": cfg.noise_levels, "peak": cfg.peaks}
+    for name, values in swept.items():  # the grids' dims, labelled with their values
+        np.testing.assert_allclose(ds[name], values)
+    ds = ds.drop_vars("start").rename(s0="start", noise_std="noise")  # the start vectors
+    ds = ds.assign_coords(
         start=list(START_NAMES[: len(cfg.starts)]),
         s0=("start", list(cfg.starts)),
-        noise=list(cfg.noise_levels),
-        peak=list(cfg.peaks),
     )
     # Every rate here is stable (eta * top curvature < 2), so a run is flagged diverged only when
     # the noise generator returns +-inf; such a seed is dropped from every configuration.
