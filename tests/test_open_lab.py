@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from _reference import optax_loop
 
 from rivervalley import optimizers, runner, schedules
 from rivervalley.landscapes import river_valley, toy
@@ -27,27 +28,6 @@ def clipped_adamw(learning_rate, b1, weight_decay):
     )
 
 
-def python_loop(landscape, tx, seed, steps, mode="stochastic"):
-    """One run as a plain Python loop of an optax transformation, with the runner's documented
-    key convention (``split(key(seed))``, noise of step ``t`` from ``fold_in(k_noise, t)``)."""
-    init_key, noise_key = jax.random.split(jax.random.key(seed))
-    w = landscape.init(init_key)
-    state = tx.init(w)
-
-    @jax.jit
-    def step(w, state, t):
-        g = runner.gradient(landscape, w, jax.random.fold_in(noise_key, t), mode)
-        updates, state = tx.update(g, state, w)
-        w = optax.apply_updates(w, updates)
-        return w, state, landscape.loss(w)
-
-    losses = [float(landscape.loss(w))]
-    for t in range(steps):
-        w, state, loss = step(w, state, t)
-        losses.append(float(loss))
-    return np.array(losses)
-
-
 def test_optax_chain_equals_a_python_loop_per_run():
     """clip_by_global_norm + adamw(weight_decay) with swept b1 and weight decay, each run equal
     to a Python loop of the same optax chain on the same noise (float32 rounding: 1e-5)."""
@@ -60,7 +40,7 @@ def test_optax_chain_equals_a_python_loop_per_run():
         for wd in (0.0, 0.3):
             tx = clipped_adamw(schedule, b1=b1, weight_decay=wd)
             for seed in (2, 5):
-                expected = python_loop(landscape, tx, seed, STEPS)
+                expected = optax_loop(landscape, tx, seed, STEPS)
                 got = ds.loss.sel(b1=b1, weight_decay=wd, seed=seed)
                 np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
@@ -189,13 +169,13 @@ def test_built_transformation_runs_with_its_own_rate():
     ],
     ids=["lion", "prodigy", "user_chain"],
 )
-def test_other_optax_factories_match_a_python_loop(factory):
+def test_other_optax_factories_match_a_optax_loop(factory):
     landscape = toy()
     schedule = schedules.constant(0.01)
     ds = runner.sweep(
         landscape, optimizers.from_optax(factory), schedule, seeds=[1], steps=20, progress=False
     )
-    expected = python_loop(landscape, factory(schedule), 1, 20)
+    expected = optax_loop(landscape, factory(schedule), 1, 20)
     np.testing.assert_allclose(ds.loss.sel(seed=1), expected, rtol=1e-5, atol=1e-7)
 
 
@@ -209,7 +189,7 @@ def test_exact_gradient_is_a_property_of_the_run():
     np.testing.assert_array_equal(exact.loss.sel(seed=0), exact.loss.sel(seed=1))
     tx = optax.sgd(schedule)
     np.testing.assert_allclose(
-        exact.loss.sel(seed=0), python_loop(landscape, tx, 0, STEPS, "exact"), rtol=1e-5
+        exact.loss.sel(seed=0), optax_loop(landscape, tx, 0, STEPS, "exact"), rtol=1e-5
     )
     noisy = runner.sweep(landscape, optimizers.sgd(), schedule, seeds=2, steps=STEPS)
     assert not np.allclose(noisy.loss.sel(seed=0), noisy.loss.sel(seed=1))  # ... SGD does not

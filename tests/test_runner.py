@@ -3,9 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import xarray as xr
+from _reference import optax_loop
 
 from rivervalley import optimizers, results, runner, schedules
 from rivervalley.landscapes import noisy_quadratic, river_valley, toy
@@ -14,27 +14,8 @@ STEPS = 60
 
 
 def reference_run(landscape, optimizer, schedule, seed, steps, mode="stochastic"):
-    """Independent single-run loop in Python: the documented key convention and optax's update,
-    without scan or vmap.  Returns the loss after every update (index t = after t updates).
-    Each update is one compiled call (``jax.jit`` of the step alone: op-by-op dispatch of the
-    same loop took ~5 s per optimizer)."""
-    init_key, noise_key = jax.random.split(jax.random.key(seed))
-    w = landscape.init(init_key)
-    tx = optimizer.transform(schedule)
-    state = tx.init(w)
-
-    @jax.jit
-    def step(w, state, t):
-        g = runner.gradient(landscape, w, jax.random.fold_in(noise_key, t), mode)
-        updates, state = tx.update(g, state, w)
-        w = optax.apply_updates(w, updates)
-        return w, state, landscape.loss(w)
-
-    losses = [float(landscape.loss(w))]
-    for t in range(steps):
-        w, state, loss = step(w, state, t)
-        losses.append(float(loss))
-    return np.array(losses)
+    """The optimizer's optax transformation with ``schedule`` as a plain Python loop."""
+    return optax_loop(landscape, optimizer.transform(schedule), seed, steps, mode)
 
 
 @pytest.mark.parametrize(
