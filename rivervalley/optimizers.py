@@ -151,7 +151,8 @@ class Optimizer:
 
     def validate(self) -> Optimizer:
         """Check the hyperparameters: every one finite, each within its range in ``checks``
-        (``unit``: [0, 1), ``unit_closed_open``... see ``RANGES``), ``ema_decay`` in [0, 1),
+        (a rule of ``RANGES``: ``unit`` [0, 1), ``unit_open_closed`` (0, 1], ``positive``,
+        ``non_negative``), ``ema_decay`` in [0, 1),
         the window ``W`` an integer >= 0 and its stride ``k`` an integer >= 1."""
         batch_shape(self)
         if not self.fixed and not callable(self.factory):

@@ -590,6 +590,16 @@ def sweep(
         _check_horizon(layouts[-1], steps, horizon)
     reserved = {"seed", "step", *given, *RECORDED, "diverged", "diverged_step"}
     layouts = _rename_clashes(layouts, reserved)
+    extra_dims: dict[str, tuple[str, Sequence[str]]] = {}
+    for member in layouts[0].members:
+        for name, (dim, labels) in member.observable_dims().items():
+            if name in extra_dims and extra_dims[name] != (dim, labels):
+                raise ValueError(
+                    f"landscape: entries label the observable {name!r} differently "
+                    f"({extra_dims[name]} vs {(dim, labels)}); sweep them separately and join "
+                    "the results with xarray (xr.concat(..., join='outer'))"
+                )
+            extra_dims[name] = (dim, labels)
     options = Options(gradient, record_params, sharpness, save)
     group_lists = [_groups(lay) for lay in layouts[:2]]
     if schedule is not None:
@@ -638,10 +648,6 @@ def sweep(
                 full[name] = full[name].astype(np.result_type(values.dtype, np.float32))
             full[name][where] = values.reshape((*shape, *values.shape[1:]))
         diverged_full[where] = diverged_at.reshape(shape)
-    extra_dims: dict[str, tuple[str, Sequence[str]]] = {}
-    for lay in layouts[:1]:
-        for member in lay.members:
-            extra_dims |= member.observable_dims()
     config = {
         **config_base,
         **{lay.component: _describe_layout(lay) for lay in layouts},

@@ -14,7 +14,7 @@ import optax
 import pytest
 from _reference import optax_loop
 
-from rivervalley import optimizers, runner, schedules
+from rivervalley import lm, optimizers, runner, schedules
 from rivervalley.landscapes import river_valley, toy
 
 STEPS = 40
@@ -258,3 +258,21 @@ def test_no_study_rebuilds_the_grid_by_hand(pattern):
         if FORBIDDEN[pattern].search(line)
     ]
     assert not offenders, f"{pattern}: {offenders}"
+
+
+def test_landscapes_labelling_observables_differently_are_refused_before_compute():
+    """Two bigram models whose corpora have different context classes cannot share the
+    ``context_class`` dim of one Dataset: refused (not silently relabelled)."""
+    key = jax.random.key(0)
+    determined = lm.bigram_table(lm.bigram_corpus(key, 8, [(lm.deterministic(), 1.0)]))
+    uniform = lm.bigram_table(lm.bigram_corpus(key, 8, [(lm.uniform(4), 1.0)]))
+    before = runner.trace_count()
+    with pytest.raises(ValueError, match="differently"):
+        runner.sweep(
+            {"determined": determined, "uniform": uniform},
+            optimizers.adam(),
+            schedules.constant(0.01),
+            seeds=1,
+            steps=2,
+        )
+    assert runner.trace_count() == before
