@@ -10,7 +10,7 @@ and the float64 variables
 with attrs ``name`` and ``source``.  ``read_csv`` and ``read_json`` load any curve given as
 ``(step, lr, loss)``; ``multipower_law_runs`` loads the 27 public curves shipped with the
 package; ``from_sweep`` turns a ``rivervalley.sweep`` into the same form; ``as_grid`` joins
-curves of different lengths into dims ``(run, step)``.
+curves of different lengths into dims ``(curve, step)``.
 
 The Multi-Power Law curves
 --------------------------
@@ -432,7 +432,7 @@ def multipower_law_runs(size: str | int) -> dict[str, xr.Dataset]:
 
 
 def as_grid(runs: Mapping[str, xr.Dataset]) -> xr.Dataset:
-    """Join curves (each with dims ``("step",)``) into one Dataset with dims ``("run", step)``.
+    """Join curves (each with dims ``("step",)``) into one Dataset with dims ``("curve", "step")``.
 
     ``run`` is labelled by the mapping's keys (in order); ``step`` is the sorted union of all
     curves' steps, and a curve without a record at a step (or without a variable) reads NaN
@@ -464,18 +464,18 @@ def as_grid(runs: Mapping[str, xr.Dataset]) -> xr.Dataset:
             if variable in curve.data_vars:
                 grid[i, np.searchsorted(steps, curve["step"].values)] = curve[variable].values
                 having.append(dict(curve[variable].attrs))
-        data[variable] = (("run", "step"), grid, _common_and_varying(having)[0])
+        data[variable] = (("curve", "step"), grid, _common_and_varying(having)[0])
     coords: dict[str, Any] = {
-        "run": ("run", np.asarray(names)),
+        "curve": ("curve", np.asarray(names)),
         "step": ("step", steps.astype(np.int64), dict(curves[0]["step"].attrs)),
     }
-    taken = set(variables) | {"run", "step"}
+    taken = set(variables) | {"curve", "step"}
     for key, value in coord_common.items():
         coords[key] = value
         taken.add(key)
     for key, values in {**coord_varying, **varying}.items():
         if key not in taken:
-            coords[key] = ("run", np.asarray(values))
+            coords[key] = ("curve", np.asarray(values))
             taken.add(key)
     return xr.Dataset(data, coords=coords, attrs=common)
 

@@ -283,12 +283,12 @@ def test_measured_facts_of_the_records(size):
 def test_as_grid_outer_joins_on_step():
     runs = curves.multipower_law_runs(400)
     grid = curves.as_grid(runs)
-    assert grid["loss"].dims == ("run", "step")
-    assert list(grid["run"].values) == list(runs)
+    assert grid["loss"].dims == ("curve", "step")
+    assert list(grid["curve"].values) == list(runs)
     union = np.unique(np.concatenate([c["step"].values for c in runs.values()]))
     np.testing.assert_array_equal(grid["step"], union)
     for run, curve in runs.items():
-        row = grid.sel(run=run)
+        row = grid.sel(curve=run)
         np.testing.assert_array_equal(row["loss"].sel(step=curve["step"]), curve["loss"])
         np.testing.assert_array_equal(row["lr"].sel(step=curve["step"]), curve["lr"])
         absent = ~np.isin(grid["step"].values, curve["step"].values)
@@ -355,7 +355,7 @@ def test_a_sweep_curve_joins_and_round_trips_like_a_real_one(toy_sweep, tmp_path
     np.testing.assert_array_equal(back["loss"], curve["loss"])
     np.testing.assert_array_equal(back["lr"], curve["lr"])
     grid = curves.as_grid({"toy": curve, "cosine": curves.multipower_law_runs(25)["cosine_24000"]})
-    assert grid.sizes == {"run": 2, "step": 41 + 171}
+    assert grid.sizes == {"curve": 2, "step": 41 + 171}
     assert "units" not in grid["loss"].attrs  # dimensionless vs nats: dropped, not guessed
 
 
