@@ -434,10 +434,10 @@ def multipower_law_runs(size: str | int) -> dict[str, xr.Dataset]:
 def as_grid(runs: Mapping[str, xr.Dataset]) -> xr.Dataset:
     """Join curves (each with dims ``("step",)``) into one Dataset with dims ``("curve", "step")``.
 
-    ``run`` is labelled by the mapping's keys (in order); ``step`` is the sorted union of all
+    ``curve`` is labelled by the mapping's keys (in order); ``step`` is the sorted union of all
     curves' steps, and a curve without a record at a step (or without a variable) reads NaN
     there.  Attrs equal in every curve stay attrs; scalar attrs that differ (``name``,
-    ``schedule``, ``split``, ``total_steps``, ...) become coordinates along ``run``.
+    ``schedule``, ``split``, ``total_steps``, ...) become coordinates along ``curve``.
     """
     if not runs:
         raise ValueError("as_grid: no curves")
