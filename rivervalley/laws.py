@@ -53,6 +53,22 @@ Note that ``y`` is the *total* loss: on a language model it includes the entropy
 nats), which makes relative errors small; on a landscape whose minimum is 0 the same metric is
 far more demanding.
 
+**Any schedule** (``rate_curve``, ``Fit.predict``): a run given by its full per-update rate
+array (warmup included) and the loss after ``n`` updates becomes a ``Curve`` split at a chosen
+warmup length (``0``: every rate in the law, the form of the authors' code; ``W``: the
+paper's form, the warmup summed into ``S_W``).  A ``Fit`` remembers which form its training
+curves had (``warmup_in_law``: all of them with ``S_W = 0``) and predicts any rate array in
+that form, so a fit made on the authors' form is never evaluated in the paper's.
+
+**Choosing schedules** (``best_schedule``, ``optimal_schedule``): the predicted loss after the
+last update of a budget, minimised over a family's grid (WSD: decay fraction x decay shape;
+cosine / linear: final rate), exhaustively, or over the post-warmup rates themselves
+(L-BFGS-B in ``[floor, peak]``, monotone by construction unless asked otherwise).  Under the
+multi-power law the free (non-monotone) problem is unbounded: oscillating rates make ``LD``
+grow without limit (the law was fitted on monotone decays and does not hold there), so only
+the monotone optimum is meaningful; and ``G``'s derivative is infinite at ``eta = 0``, hence
+``floor > 0`` (default ``1e-4`` of the peak).
+
 The law is evaluated at chosen steps ``t`` only (``(M, T)`` work, rows in chunks), so curves of
 ``T ~ 1e4`` updates cost a few ms.
 """
@@ -67,6 +83,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import least_squares
+
+from rivervalley import schedules
 
 HUBER_DELTA = 1e-3  # the authors' Huber threshold on log residuals (src/config.py)
 PRED_FLOOR = 1e-10  # the authors clamp the prediction before the log
@@ -101,6 +119,34 @@ class Curve:
         object.__setattr__(self, "rates", rates)
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "loss", loss)
+
+
+def rate_curve(rates, steps, loss=None, *, warmup: int = 0, name: str = "") -> Curve:
+    """A run given by its full per-update rate array ``rates`` (warmup included; ``rates[i]``
+    the rate of update ``i``) and the loss after ``steps`` updates (``n``: the loss after the
+    updates at ``rates[0..n-1]``), as a ``Curve`` in the law's indexing, split at ``warmup``:
+    ``eta_k = rates[warmup - 1 + k]``, ``t = n - warmup``, ``S_W = sum(rates[:warmup])``,
+    ``eta_0 = rates[warmup - 1]`` (``warmup = 0``: the whole run is the law's, ``eta_0 =
+    eta_1``).  ``loss`` defaults to NaN (a curve to predict)."""
+    rates = np.asarray(rates, np.float64)
+    steps = np.asarray(steps, np.int64)
+    warmup = int(warmup)
+    if rates.ndim != 1 or not 0 <= warmup < rates.size:
+        raise ValueError(
+            f"rate_curve: rates (N,) with 0 <= warmup < N expected, got "
+            f"shape {rates.shape}, warmup {warmup}"
+        )
+    if steps.size and (steps.min() <= warmup or steps.max() > rates.size):
+        raise ValueError(f"rate_curve: steps must lie in {warmup + 1}..{rates.size}")
+    loss = np.full(steps.shape, np.nan) if loss is None else loss
+    return Curve(
+        rates=rates[warmup:],
+        steps=steps - warmup,
+        loss=loss,
+        warmup_sum=float(rates[:warmup].sum()),
+        eta0=float(rates[warmup - 1]) if warmup > 0 else None,
+        name=name,
+    )
 
 
 def _prefix(rates: jax.Array) -> jax.Array:
@@ -321,10 +367,38 @@ class Fit:
     objective: float
     inits: int
     success: bool
+    warmup_in_law: bool = True
+    model: Law | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def vector(self) -> np.ndarray:
         return np.asarray(list(self.params.values()))
+
+    @property
+    def spec(self) -> Law:
+        """The fitted ``Law`` (kept by ``fit``; else looked up by name in ``LAWS``)."""
+        if self.model is not None:
+            return self.model
+        known = {**LAWS, INSTANT.name: INSTANT}
+        if self.law not in known:
+            raise ValueError(f"Fit: law {self.law!r} unknown here; pass the Law to fit()")
+        return known[self.law]
+
+    def predict(self, steps, rates, *, warmup: int = 0) -> np.ndarray:
+        """The fitted law's loss after ``steps`` updates (each ``n`` in ``warmup+1 ..
+        len(rates)``: the loss after the updates at ``rates[0..n-1]``) of a run with the full
+        per-update rate array ``rates`` (warmup included), e.g. a schedule's
+        ``schedules.rates(schedule, n_total)``.
+
+        ``warmup`` is the run's warmup length.  How it enters follows the training curves
+        (``warmup_in_law``, see ``rate_curve``): curves given with ``S_W = 0`` (the whole run
+        in the law's rates, as the authors' code and ``rivervalley.real_runs`` build them)
+        give a fit that sees every rate, warmup included; curves split at their warmup
+        (``S_W > 0``) give a fit that sees the post-warmup rates, the first ``warmup`` summed
+        into ``S_W``."""
+        split = 0 if self.warmup_in_law else int(warmup)
+        curve = rate_curve(rates, steps, warmup=split)
+        return predict(self.spec, self.vector, curve)
 
 
 def _power_starts(curves: Sequence[Curve]) -> list[np.ndarray]:
@@ -440,6 +514,8 @@ def fit(
         objective=objective,
         inits=len(starts),
         success=bool(sol.success),
+        warmup_in_law=all(c.warmup_sum == 0.0 for c in curves),
+        model=law,
     )
 
 
@@ -462,3 +538,232 @@ def predict(law: Law, params, curve: Curve, steps=None) -> np.ndarray:
                 eta0=curve.rates[0] if curve.eta0 is None else curve.eta0,
             )
         )
+
+
+# ------------------------------------------------------------- schedules from a fitted law
+
+FAMILIES = ("wsd", "cosine", "linear")
+DEFAULT_FRACTIONS = tuple(np.arange(1, 21) / 20)  # WSD decay fractions 0.05 .. 1
+DEFAULT_FINALS = tuple(np.arange(0, 21) / 20)  # cosine / linear final rate / peak, 0 .. 1
+FLOOR_FRACTION = 1e-4  # optimal_schedule's default lower bound on the rates, over the peak
+
+
+def final_losses(fit: Fit, rates, *, warmup: int = 0) -> np.ndarray:
+    """The fitted law's loss after the last update of each row of ``rates`` (``(N,)`` or
+    ``(n, N)``: full per-update rate arrays, warmup included; see ``Fit.predict``), as one
+    compiled ``vmap`` over the rows.  Differentiable in ``rates`` when called on a JAX array
+    under ``jax.enable_x64`` (``_final_loss_fn``)."""
+    table = np.asarray(rates, np.float64)
+    single = table.ndim == 1
+    table = np.atleast_2d(table)
+    with jax.enable_x64(True):
+        out = jax.jit(jax.vmap(_final_loss_fn(fit, table.shape[1], warmup)))(jnp.asarray(table))
+        out = np.asarray(out)
+    return out[0] if single else out
+
+
+def _final_loss_fn(fit: Fit, n: int, warmup: int) -> Callable[[jax.Array], jax.Array]:
+    """``rates (N,) -> loss after N updates`` under ``fit``, split as ``Fit.predict`` splits."""
+    split = 0 if fit.warmup_in_law else int(warmup)
+    if not 0 <= split < n:
+        raise ValueError(f"warmup: {warmup} must lie in 0..{n - 1} (the run has {n} updates)")
+    law, params = fit.spec, jnp.asarray(fit.vector)
+    end = jnp.asarray([n - split])
+
+    def final(rates):
+        post = rates[split:]
+        eta0 = rates[split - 1] if split else rates[0]
+        sw = jnp.sum(rates[:split])
+        return law.predict(params, post, end, warmup_sum=sw, eta0=eta0)[0]
+
+    return final
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleChoice:
+    """The predicted-best member of a schedule family (``best_schedule``): the family, the
+    member's parameters (``member``), its predicted final loss, its rate array (warmup
+    included) and lab schedule, and the predicted final loss of every member searched
+    (``losses``, axes named by ``grid``'s keys in order)."""
+
+    family: str
+    member: dict[str, Any]
+    loss: float
+    rates: np.ndarray
+    schedule: schedules.Schedule
+    grid: dict[str, tuple]
+    losses: np.ndarray
+
+
+def _family_member(family, total_steps, peak, warmup, final, **member) -> schedules.Schedule:
+    if family == "wsd":
+        return schedules.wsd(
+            peak,
+            total_steps,
+            member["decay_fraction"],
+            member["shape"],
+            warmup_steps=warmup,
+            final=final,
+        )
+    factory = schedules.cosine if family == "cosine" else schedules.linear
+    return factory(peak, total_steps, warmup_steps=warmup, final=member["final_fraction"] * peak)
+
+
+def best_schedule(
+    fit: Fit,
+    total_steps: int,
+    family: str = "wsd",
+    *,
+    peak: float,
+    warmup: int = 0,
+    final: float = 0.0,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    shapes: Sequence[str] = schedules.DECAY_SHAPES,
+    finals: Sequence[float] = DEFAULT_FINALS,
+) -> ScheduleChoice:
+    """The member of a schedule family with the lowest loss after ``total_steps`` updates
+    predicted by ``fit``, by exhaustive search over a grid (every member evaluated, one
+    compiled batch).  Every member warms up linearly over ``warmup`` updates to ``peak``
+    (the lab's warmup, ``schedules``).
+
+    ``family``: ``"wsd"`` (``schedules.wsd``: peak, then a decay of the last ``decay_fraction``
+    of the run to ``final``; grid ``fractions`` x ``shapes``, the decay shapes of
+    ``schedules.DECAY_SHAPES``), ``"cosine"`` or ``"linear"`` (decay from the warmup's end to
+    ``final_fraction * peak`` at ``total_steps``; grid ``finals``).  Ties go to the first
+    member in grid order."""
+    if family == "wsd":
+        grid = {"shape": tuple(shapes), "decay_fraction": tuple(float(f) for f in fractions)}
+    elif family in ("cosine", "linear"):
+        grid = {"final_fraction": tuple(float(f) for f in finals)}
+    else:
+        raise ValueError(f"family: unknown {family!r}; allowed: {', '.join(FAMILIES)}")
+    members = [dict(zip(grid, combo, strict=True)) for combo in _product(*grid.values())]
+    with jax.enable_x64(True):
+        built = [_family_member(family, total_steps, peak, warmup, final, **m) for m in members]
+        table = np.stack([np.asarray(schedules.rates(s, total_steps)) for s in built])
+    losses = final_losses(fit, table, warmup=warmup)
+    best = int(np.argmin(losses))
+    return ScheduleChoice(
+        family=family,
+        member=members[best],
+        loss=float(losses[best]),
+        rates=table[best],
+        schedule=built[best],
+        grid=grid,
+        losses=losses.reshape(tuple(len(v) for v in grid.values())),
+    )
+
+
+def _product(*axes):
+    if not axes:
+        yield ()
+        return
+    for head in axes[0]:
+        for rest in _product(*axes[1:]):
+            yield (head, *rest)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimalSchedule:
+    """A schedule optimised freely under a fitted law (``optimal_schedule``): the full
+    per-update rates (warmup included), as a lab schedule (``schedules.tabulated``, usable as
+    an optax learning rate), the predicted final loss, and the optimiser's report."""
+
+    rates: np.ndarray
+    schedule: schedules.Schedule
+    loss: float
+    monotone: bool
+    success: bool
+    iterations: int
+    message: str
+
+
+def optimal_schedule(
+    fit: Fit,
+    total_steps: int,
+    peak: float,
+    warmup: int = 0,
+    *,
+    floor: float | None = None,
+    monotone: bool = True,
+    init=None,
+    maxiter: int = 3000,
+) -> OptimalSchedule:
+    """The post-warmup rates minimising ``fit``'s predicted loss after ``total_steps`` updates,
+    each in ``[floor, peak]``, after the lab's linear warmup over ``warmup`` updates (fixed).
+
+    ``monotone=True`` (default): non-increasing rates, parametrised as
+    ``eta_k = floor + (peak - floor) prod_{j<=k} u_j`` with ``u_j`` in ``[0, 1]`` (box bounds,
+    so the constraint is exact); ``monotone=False``: each rate free in ``[floor, peak]``.
+    Under the multi-power law the free problem is unbounded below (oscillating rates make
+    ``LD`` grow without limit: an increase costs ``B (eta_k - eta_{k-1}) G`` at the high rate's
+    ``G``, the following decrease gains more at the low rate's), so use it for laws that
+    stay valid off monotone schedules.  Solved by L-BFGS-B (scipy) with the JAX
+    gradient in float64, from ``init`` (post-warmup rates; default a linear decay from
+    ``peak`` to ``floor``).  Authors' counterpart: ``src/optimization.py`` (Adam on
+    non-negative rate decrements, i.e. the monotone case)."""
+    from scipy.optimize import minimize
+
+    floor = FLOOR_FRACTION * peak if floor is None else float(floor)
+    n_post = int(total_steps) - int(warmup)
+    if n_post < 1:
+        raise ValueError(f"total_steps ({total_steps}) must exceed warmup ({warmup})")
+    if not 0.0 < floor < peak:
+        raise ValueError(f"floor: {floor} must lie in (0, peak = {peak})")
+    with jax.enable_x64(True):
+        ramp = np.asarray(
+            schedules.rates(schedules.constant(peak, warmup_steps=warmup), total_steps)
+        )[:warmup]
+    start = np.linspace(peak, floor, n_post) if init is None else np.asarray(init, np.float64)
+    if start.shape != (n_post,):
+        raise ValueError(f"init: {n_post} post-warmup rates expected, got shape {start.shape}")
+    start = np.clip(start, floor, peak)
+    span = peak - floor
+
+    level = (start - floor) / span
+    if monotone:  # u_k = level_k / level_{k-1} of the upper non-increasing envelope
+        level = np.maximum.accumulate(level[::-1])[::-1]
+        prev = np.concatenate([[1.0], level[:-1]])
+        x0 = np.where(prev > 0, level / np.where(prev > 0, prev, 1.0), 0.0)
+    else:
+        x0 = level
+
+    def to_rates(x):
+        return floor + span * (jnp.cumprod(x) if monotone else x)
+
+    bounds = [(0.0, 1.0)] * n_post
+
+    with jax.enable_x64(True):
+        final = _final_loss_fn(fit, int(total_steps), warmup)
+        head = jnp.asarray(ramp)
+
+        def objective(x):
+            return final(jnp.concatenate([head, to_rates(x)]))
+
+        value_and_grad = jax.jit(jax.value_and_grad(objective))
+        f0 = float(value_and_grad(jnp.asarray(x0))[0])
+
+        def fun(x):  # relative to the start, so ftol acts on the loss change itself
+            f, g = value_and_grad(jnp.asarray(x))
+            return float(f) - f0, np.asarray(g, np.float64)
+
+        sol = minimize(
+            fun,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
+        )
+        post = np.asarray(to_rates(jnp.asarray(sol.x)), np.float64)
+        rates = np.concatenate([ramp, post])
+        loss = float(final(jnp.asarray(rates)))
+    return OptimalSchedule(
+        rates=rates,
+        schedule=schedules.tabulated(rates, peak=peak),
+        loss=loss,
+        monotone=monotone,
+        success=bool(sol.success),
+        iterations=int(sol.nit),
+        message=str(sol.message),
+    )
