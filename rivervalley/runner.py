@@ -65,6 +65,7 @@ from rivervalley.pytree import describe, describe_callable, flatten_batch
 from rivervalley.records import AVERAGE_RECORDED, RECORDED
 from rivervalley.results import code_fingerprint
 from rivervalley.schedules import Schedule, Switch
+from rivervalley.validation import choice
 
 __all__ = [
     "AVERAGE_RECORDED",
@@ -544,10 +545,8 @@ def sweep(
     if steps >= 2**31 - 1:
         raise ValueError(f"steps: at most {2**31 - 2} updates (int32 step counter), got {steps}")
     sharpness = _integer("sharpness", sharpness, 0)
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient: {gradient!r} is unknown; allowed: {', '.join(GRADIENTS)}")
-    if horizon not in HORIZONS:
-        raise ValueError(f"horizon: {horizon!r} is unknown; allowed: {', '.join(HORIZONS)}")
+    choice("sweep", "gradient", gradient, GRADIENTS)
+    choice("sweep", "horizon", horizon, HORIZONS)
     if not isinstance(record_params, bool):
         raise ValueError(f"record_params: need True or False, got {record_params!r}")
     if not (isinstance(blow_up, int | float) and blow_up > 0):
