@@ -62,6 +62,7 @@ takes its Jacobian by forward mode), so ``columns`` is accepted and ignored.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,7 +70,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rivervalley import laws, theory
+from rivervalley import laws, noise, theory
+from rivervalley.landscapes.valley import RiverValley, river_valley
+from rivervalley.pytree import array_field, as_float, pytree_dataclass
+from rivervalley.validation import at_least, require
 
 CURVATURES = 16  # K: hill curvatures in the spectrum
 SPAN = 1e3  # lambda_0 / lambda_{K-1}
@@ -204,3 +208,103 @@ def fit(
     if inits is None:
         inits = initial_guesses(curves, instant)
     return laws.fit(law, curves, inits=inits, **kwargs)
+
+
+# --------------------------------------------------------------- the law as a landscape
+
+
+@pytree_dataclass
+class StationaryValley(RiverValley):
+    """A straight power-law ``RiverValley`` whose start is random: ``init(key)`` draws
+    ``w_0 = start + start_std * xi``, ``xi ~ N(0, I)`` (shape ``(d,)``), e.g. the hills at
+    their stationary spread under the rate before the first simulated update.  Built by
+    ``as_landscape``."""
+
+    kind = "stationary_valley"
+    start_std: jax.Array = array_field(ndim=1)  # std of the start, shape (d,)
+
+    def validate(self) -> StationaryValley:
+        super().validate()
+        dim = self.start.shape[-1]
+        ok = np.shape(self.start_std)[-1:] == (dim,)
+        require(ok, self.kind, "start_std", self.start_std, f"of length {dim}")
+        at_least(self.kind, "start_std", self.start_std, 0.0)
+        return self
+
+    def init(self, key: jax.Array) -> jax.Array:
+        xi = noise.normal(key, jnp.shape(self.start), self.start.dtype)
+        return self.start + self.start_std * xi
+
+
+@dataclasses.dataclass(frozen=True)
+class LawLandscape:
+    """A river valley whose expected SGD loss is a fitted river-valley law (``as_landscape``):
+    simulate ``landscape`` with SGD at the rates ``rate_scale * eta_t``; the law's loss in the
+    curve's units is ``loss_offset + loss_scale * L_landscape`` (the river term up to the
+    discretisation of the flow, the hill term exactly in expectation)."""
+
+    landscape: StationaryValley
+    rate_scale: float
+    loss_offset: float
+    loss_scale: float
+    river_exponent: float  # a: the landscape's river is (1 + softplus(s))^(-a)
+
+    def to_curve_units(self, loss):
+        """``loss_offset + loss_scale * loss``: a landscape loss in the curve's units."""
+        return self.loss_offset + self.loss_scale * np.asarray(loss, np.float64)
+
+
+def as_landscape(
+    params,
+    *,
+    tau: float,
+    eta0: float,
+    rate_scale: float,
+    law: laws.Law = VALLEY_LAW,
+) -> LawLandscape:
+    r"""The lab's river valley whose SGD dynamics *is* the fitted law ``params``, started at
+    intrinsic time ``tau`` (the law's ``S_W`` plus the rates already applied; ``tau_0`` is
+    added here) with its hills stationary under the rate ``eta0``.
+
+    Units: the landscape runs at rates ``eta' = c eta`` (``c = rate_scale``) and its loss reads
+    ``L = L_inf + m L'`` (``m = loss_scale``).  Hills: curvature ``lambda_j / c`` (so
+    ``eta' lambda' = eta lambda``) and noise std ``sigma_j / sqrt(m c)``, which gives the law's
+    hill recursion ``h_j = m h'_j`` step for step.  River: ``river_valley(river="power")``,
+    ``f(s) = (1 + softplus(s))^(-a)`` with ``a = 2 alpha / (1 - alpha)``; its gradient flow
+    (``softplus(s) ~ s``) obeys ``(1 + s)^(a + 2) = (1 + s_0)^(a + 2) + a (a + 2) tau'``, so
+    ``f = (a (a + 2) c)^(-alpha) (tau + tau_start)^(-alpha)`` in the law's intrinsic time,
+    matched by ``m = A (a (a + 2) c)^alpha`` and ``(1 + s_0)^(a + 2) = a (a + 2) c (tau +
+    tau_0)``.  The river has no gradient noise (the law's river is deterministic) and ``s_0``
+    must exceed ~5 for ``softplus(s) ~ s`` to hold (raise ``rate_scale`` otherwise).  Requires
+    ``alpha < 1``."""
+    curvatures, span = _SPECTRA[law.name]
+    p = np.asarray(params, np.float64)
+    l_inf, a_coef, alpha, tau0 = (float(v) for v in p[:4])
+    require(0.0 < alpha < 1.0, "as_landscape", "alpha", alpha, "in (0, 1)")
+    require(rate_scale > 0.0, "as_landscape", "rate_scale", rate_scale, "> 0")
+    with jax.enable_x64(True):
+        lam, sigma = (np.asarray(v, np.float64) for v in spectrum(jnp.asarray(p), curvatures, span))
+    c = float(rate_scale)
+    a = 2.0 * alpha / (1.0 - alpha)
+    m = a_coef * (a * (a + 2.0) * c) ** alpha
+    s0 = (a * (a + 2.0) * c * (tau + tau0)) ** (1.0 / (a + 2.0)) - 1.0
+    require(s0 > 5.0, "as_landscape", "rate_scale", c, f"large enough that s_0 > 5 (s_0 = {s0})")
+    lam_l = lam / c
+    sigma_l = sigma / np.sqrt(m * c)
+    eta_l = c * float(eta0)
+    var0 = eta_l * sigma_l**2 / (lam_l * (2.0 - eta_l * lam_l))  # stationary variance
+    dim = curvatures + 1
+    base = river_valley(
+        dim,
+        river="power",
+        alpha=a,
+        curvatures=lam_l,
+        amplitude=0.0,
+        noise_std=np.concatenate([[0.0], sigma_l]),
+        start=np.concatenate([[s0], np.zeros(curvatures)]),
+    )
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    landscape = StationaryValley(
+        **fields, start_std=as_float(np.concatenate([[0.0], np.sqrt(var0)]))
+    ).validate()
+    return LawLandscape(landscape, c, l_inf, m, a)

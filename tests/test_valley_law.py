@@ -247,3 +247,73 @@ def test_derivatives_are_finite_and_exact(x64, params):
             (log_pred(z0.at[i].add(h)) - log_pred(z0.at[i].add(-h))) / (2 * h) for i in range(7)
         ]
         np.testing.assert_allclose(np.stack(cols, 1), fwd, rtol=1e-5, atol=1e-9)
+
+
+# ------------------------------------------------------------- (d) the law as a landscape
+
+
+def _as_landscape_case(seeds):
+    """A 4-hill law (span 100) as a landscape, run by SGD under WSD from a stationary start at
+    the peak: the seed mean in the curve's units, its standard error and the law's prediction."""
+    law = vl.valley_law(4, 100.0, "valley_4_span_100")
+    params = np.array([2.5, 0.6, 0.45, 0.05, 400.0, 800.0, 0.2])  # real-run-like units
+    peak, warmup, total = 3e-4, 200, 2200
+    with jax.enable_x64(True):
+        rates = np.asarray(
+            schedules.rates(schedules.wsd(peak, total, 0.3, warmup_steps=warmup), total), np.float64
+        )
+    toy = vl.as_landscape(
+        params, tau=float(rates[:warmup].sum()), eta0=peak, rate_scale=1.0 / peak, law=law
+    )
+    ds = sweep(
+        toy.landscape,
+        optimizers.sgd(),
+        schedules.tabulated(toy.rate_scale * rates[warmup:]),
+        seeds=seeds,
+        steps=total - warmup,
+        record_every=100,
+        horizon="free",
+    )
+    loss = np.asarray(ds["loss"].values, np.float64)
+    mean = toy.to_curve_units(loss.mean(0))
+    se = toy.loss_scale * loss.std(0, ddof=1) / np.sqrt(seeds)
+    steps = np.asarray(ds["step"].values)
+    curve = laws.Curve(
+        rates[warmup:], np.maximum(steps, 1), np.ones(steps.size), float(rates[:warmup].sum()), peak
+    )
+    want = laws.predict(law, params, curve)
+    return toy, ds, mean, se, want, steps
+
+
+def test_as_landscape_simulates_the_law():
+    """SGD on ``as_landscape``'s river valley (Monte Carlo, 1024 seeds, float32) has the law's
+    expected loss at every record within 4.5 standard errors, through the stable phase and the
+    decay (the river term is the flow's, discretised: its error ``O(eta' f'')`` per step is far
+    below one SE); the start is stationary: the hills' spread at step 0 is ``start_std``."""
+    toy, ds, mean, se, want, steps = _as_landscape_case(1024)
+    later = steps >= 1  # the law is evaluated after >= 1 update (step 0 is the start)
+    z = np.abs(mean[later] - want[later]) / se[later]
+    assert z.max() < 4.5, (z, mean[later] - want[later])
+    assert np.median(z) < 1.5
+    drop = want[later][0] - want[-1]
+    assert drop > 10 * se.max()  # the decay's drop is resolved, so agreement is not vacuous
+    start = ds["hill_loss"].sel(step=0).values
+    lam = np.asarray(toy.landscape.curvatures)
+    expected = 0.5 * float(np.sum(lam * np.asarray(toy.landscape.start_std)[1:] ** 2))
+    n = start.size
+    assert abs(start.mean() - expected) < 4.5 * start.std(ddof=1) / np.sqrt(n)
+
+
+def test_as_landscape_refuses_what_it_cannot_map():
+    with pytest.raises(ValueError, match="alpha"):
+        vl.as_landscape(
+            np.array([2.0, 0.6, 1.2, 0.1, 400.0, 800.0, 0.0]), tau=0.3, eta0=3e-4, rate_scale=1e3
+        )
+    with pytest.raises(ValueError, match="rate_scale"):
+        vl.as_landscape(PARAMS, tau=1e-3, eta0=1e-3, rate_scale=1.0)
+    with pytest.raises(ValueError, match="start_std"):
+        toy = vl.as_landscape(PARAMS, tau=10.0, eta0=1e-3, rate_scale=1e3).landscape
+        vl.StationaryValley(
+            **{f: getattr(toy, f) for f in toy.__dataclass_fields__ if f != "start_std"},
+            start_std=-np.ones(toy.dim),
+        ).validate()
