@@ -71,6 +71,7 @@ class Config:
     shapes: tuple[str, ...] = schedules.DECAY_SHAPES
     planners: tuple[str, ...] = ("multi_power", "valley")  # laws that choose the cooldown
     optimal_budget: int = 24000  # the free (monotone) optimum under each planner; 0: none
+    optimal_size: str = "400M"  # ... for this size only (L-BFGS-B over every update's rate)
     toy_runs: tuple[str, ...] = real_runs.RUNS
     toy_seeds: int = 128
     rate_scale: float = 1.0 / real_runs.PEAK  # the toy runs at rates eta / peak (see as_landscape)
@@ -204,7 +205,7 @@ def compute(cfg: Config, progress: bool | None = None) -> xr.Dataset:
                     shapes=cfg.shapes,
                 )
                 cooldown[i, p, b] = choice.losses
-            if opt_len:
+            if opt_len and size == cfg.optimal_size:
                 best = laws.optimal_schedule(
                     fit, opt_len, real_runs.PEAK, real_runs.WARMUP, floor=real_runs.FLOOR
                 )
@@ -363,6 +364,30 @@ def shape_checks(ds: xr.Dataset) -> dict[str, Any]:
     return out
 
 
+def hill_summary(ds: xr.Dataset) -> dict[str, Any]:
+    """Per size: the valley law's hill component (nats) at the last record of every run (the
+    constant runs: the stable phase's level) and its spread in the best WSD cooldowns (the
+    largest minus the smallest predicted loss over decay fractions 0.15-0.35, each fraction at
+    its best shape, per planner and budget)."""
+    out: dict[str, Any] = {}
+    for size in ds.size.values:
+        hill = ds.hill.sel(size=size)
+        last = {
+            str(r): round(float(hill.sel(run=r).dropna("step")[-1]), 4)
+            for r in ds.run.values
+            if np.isfinite(hill.sel(run=r).values).any()
+        }
+        band = [f for f in ds.fraction.values if 0.15 - 1e-9 <= f <= 0.35 + 1e-9]
+        spread = {}
+        for planner in ds.planner.values:
+            grid = ds.cooldown.sel(size=size, planner=planner, fraction=band).min("shape")
+            spread[str(planner)] = round(
+                float((grid.max("fraction") - grid.min("fraction")).max()), 4
+            )
+        out[str(size)] = {"final_hill": last, "cooldown_spread_0.15_0.35": spread}
+    return out
+
+
 def table(ds: xr.Dataset) -> str:
     """Markdown: held-out means (R^2, MAE, PredE, WorstE) per size and law, and the published
     multi-power row."""
@@ -414,8 +439,10 @@ def summarize(ds: xr.Dataset) -> dict[str, Any]:
                 for p in ds.planner.values
             }
             for size in ds.size.values
+            if np.isfinite(ds.optimal_loss.sel(size=size).values).all()
         },
         "toy": toy_agreement(ds),
+        "hill": hill_summary(ds),
         "shape_checks": shape_checks(ds),
         "toy_seeds": int(ds.attrs["toy_seeds"]),
     }

@@ -121,6 +121,9 @@ def _split(params, rates, steps, warmup_sum, eta0, curvatures, span):
     return river, hill
 
 
+_split_jit = jax.jit(_split, static_argnames=("curvatures", "span"))
+
+
 def make_predict(curvatures: int = CURVATURES, span: float = SPAN):
     """The law's ``predict(params, rates, steps, warmup_sum=, eta0=, columns=)`` for a spectrum
     of ``curvatures`` hills over ``span`` (``laws.Law``'s calling convention)."""
@@ -161,7 +164,7 @@ def components(
     measured steps (or ``steps``), float64 numpy arrays whose sum is the law's prediction."""
     curvatures, span = _SPECTRA[law.name]
     with jax.enable_x64(True):
-        river, hill = _split(
+        river, hill = _split_jit(
             jnp.asarray(np.asarray(params, np.float64)),
             jnp.asarray(curve.rates),
             jnp.asarray(curve.steps if steps is None else steps),
