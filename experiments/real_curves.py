@@ -218,30 +218,34 @@ def compute(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     nats = {"units": "nats"}
     ds = xr.Dataset(
         {
-            "loss": (("size", "run", "step"), loss, {"long_name": "training loss", **nats}),
-            "lr": (("run", "step"), lr, {"long_name": "learning rate", "units": "dimensionless"}),
+            "loss": (("size", "curve", "step"), loss, {"long_name": "training loss", **nats}),
+            "lr": (("curve", "step"), lr, {"long_name": "learning rate", "units": "dimensionless"}),
             "pred": (
-                ("size", "law", "run", "step"),
+                ("size", "law", "curve", "step"),
                 pred,
                 {"long_name": "law's loss (fitted on train)", **nats},
             ),
             "river": (
-                ("size", "run", "step"),
+                ("size", "curve", "step"),
                 river,
                 {"long_name": "valley law river term", **nats},
             ),
-            "hill": (("size", "run", "step"), hill, {"long_name": "valley law hill term", **nats}),
+            "hill": (
+                ("size", "curve", "step"),
+                hill,
+                {"long_name": "valley law hill term", **nats},
+            ),
             "toy_loss": (
-                ("size", "run", "step"),
+                ("size", "curve", "step"),
                 toy_mean,
                 {"long_name": "valley landscape, SGD seed mean", **nats},
             ),
             "toy_se": (
-                ("size", "run", "step"),
+                ("size", "curve", "step"),
                 toy_se,
                 {"long_name": "its standard error", **nats},
             ),
-            "score": (("size", "law", "run", "metric"), metric, {"long_name": "per-run metric"}),
+            "score": (("size", "law", "curve", "metric"), metric, {"long_name": "per-run metric"}),
             "cooldown": (
                 ("size", "planner", "budget", "shape", "fraction"),
                 cooldown,
@@ -261,8 +265,8 @@ def compute(cfg: Config, progress: bool | None = None) -> xr.Dataset:
         coords={
             "size": sizes,
             "law": law_dim,
-            "run": names,
-            "split": ("run", split),
+            "curve": names,
+            "split": ("curve", split),
             "step": ("step", steps, {"long_name": "step", "units": "updates"}),
             "metric": list(METRICS),
             "planner": planner_dim,
@@ -279,7 +283,7 @@ def compute(cfg: Config, progress: bool | None = None) -> xr.Dataset:
 
 def held_out(ds: xr.Dataset) -> xr.DataArray:
     """Each metric averaged over the test runs, as the authors average them: (size, law, metric)."""
-    return ds.score.where(ds.split == "test").mean("run")
+    return ds.score.where(ds.split == "test").mean("curve")
 
 
 def best_cooldowns(ds: xr.Dataset) -> dict[str, Any]:
@@ -305,17 +309,17 @@ def toy_agreement(ds: xr.Dataset) -> dict[str, Any]:
     if "valley" not in ds.law.values:
         return out
     for size in ds.size.values:
-        for run in ds.run.values:
-            toy = ds.toy_loss.sel(size=size, run=run).values
+        for run in ds.curve.values:
+            toy = ds.toy_loss.sel(size=size, curve=run).values
             if not np.isfinite(toy).any():
                 continue
-            real = ds.loss.sel(size=size, run=run).values
-            law = ds.pred.sel(size=size, law="valley", run=run).values
-            se = ds.toy_se.sel(size=size, run=run).values
+            real = ds.loss.sel(size=size, curve=run).values
+            law = ds.pred.sel(size=size, law="valley", curve=run).values
+            se = ds.toy_se.sel(size=size, curve=run).values
             ok = np.isfinite(toy) & np.isfinite(real)
             z = np.abs(toy[ok] - law[ok]) / se[ok]
             out.setdefault(str(size), {})[str(run)] = {
-                "split": str(ds.split.sel(run=run).values),
+                "split": str(ds.split.sel(curve=run).values),
                 "pred_e_toy_vs_real": round(
                     float(np.mean(np.abs(toy[ok] - real[ok]) / real[ok])), 5
                 ),
@@ -345,20 +349,20 @@ def shape_checks(ds: xr.Dataset) -> dict[str, Any]:
             before = values[ok & (step <= 20000)][-1]
             return float(before - values[ok][-1])
 
-        real_final = {r: last(sel.loss.sel(run=r).values) for r in trio}
+        real_final = {r: last(sel.loss.sel(curve=r).values) for r in trio}
         row = {
             "real": {
                 "order": sorted(trio, key=lambda r: real_final[r]),
                 "final": {r: round(v, 4) for r, v in real_final.items()},
-                "wsd_drop": round(drop(sel.loss.sel(run=trio[0]).values), 4),
+                "wsd_drop": round(drop(sel.loss.sel(curve=trio[0]).values), 4),
             }
         }
         for law in ds.law.values:
-            fin = {r: last(sel.pred.sel(law=law, run=r).values) for r in trio}
+            fin = {r: last(sel.pred.sel(law=law, curve=r).values) for r in trio}
             row[str(law)] = {
                 "order": sorted(trio, key=lambda r, f=fin: f[r]),
                 "final": {r: round(v, 4) for r, v in fin.items()},
-                "wsd_drop": round(drop(sel.pred.sel(law=law, run=trio[0]).values), 4),
+                "wsd_drop": round(drop(sel.pred.sel(law=law, curve=trio[0]).values), 4),
             }
         out[str(size)] = row
     return out
@@ -373,9 +377,9 @@ def hill_summary(ds: xr.Dataset) -> dict[str, Any]:
     for size in ds.size.values:
         hill = ds.hill.sel(size=size)
         last = {
-            str(r): round(float(hill.sel(run=r).dropna("step")[-1]), 4)
-            for r in ds.run.values
-            if np.isfinite(hill.sel(run=r).values).any()
+            str(r): round(float(hill.sel(curve=r).dropna("step")[-1]), 4)
+            for r in ds.curve.values
+            if np.isfinite(hill.sel(curve=r).values).any()
         }
         band = [f for f in ds.fraction.values if 0.15 - 1e-9 <= f <= 0.35 + 1e-9]
         spread = {}
@@ -470,10 +474,10 @@ def plot_fits(ds: xr.Dataset, out: Path) -> list[Path]:
         for i, size in enumerate(sizes):
             sel = ds.sel(size=size)
             ax = axes[i, 0]
-            for run in ds.run.values:
-                y = sel.loss.sel(run=run)
+            for run in ds.curve.values:
+                y = sel.loss.sel(curve=run)
                 ok = np.isfinite(y.values)
-                test = str(sel.split.sel(run=run).values) == "test"
+                test = str(sel.split.sel(curve=run).values) == "test"
                 ax.plot(
                     ds.step.values[ok],
                     y.values[ok],
@@ -485,7 +489,7 @@ def plot_fits(ds: xr.Dataset, out: Path) -> list[Path]:
                 for law, style in zip(laws_shown, ("--", ":"), strict=False):
                     ax.plot(
                         ds.step.values[ok],
-                        sel.pred.sel(law=law, run=run).values[ok],
+                        sel.pred.sel(law=law, curve=run).values[ok],
                         "k" + style,
                         lw=0.7,
                     )
@@ -502,11 +506,11 @@ def plot_fits(ds: xr.Dataset, out: Path) -> list[Path]:
                 ax.legend(fontsize=6.5, ncol=2, loc="upper right")
             for k, law in enumerate(laws_shown):
                 ax = axes[i, 1 + k]
-                for run in ds.run.values:
-                    y = sel.loss.sel(run=run).values
+                for run in ds.curve.values:
+                    y = sel.loss.sel(curve=run).values
                     ok = np.isfinite(y)
-                    rel = 100 * (sel.pred.sel(law=law, run=run).values[ok] - y[ok]) / y[ok]
-                    test = str(sel.split.sel(run=run).values) == "test"
+                    rel = 100 * (sel.pred.sel(law=law, curve=run).values[ok] - y[ok]) / y[ok]
+                    test = str(sel.split.sel(curve=run).values) == "test"
                     ax.plot(
                         ds.step.values[ok],
                         rel,
@@ -530,14 +534,14 @@ def plot_split(ds: xr.Dataset, out: Path) -> list[Path]:
         fig, axes = plt.subplots(len(sizes), 2, figsize=(11, 3.8 * len(sizes)), squeeze=False)
         for i, size in enumerate(sizes):
             sel = ds.sel(size=size)
-            for run in ds.run.values:
+            for run in ds.curve.values:
                 c = RUN_COLORS[str(run)]
-                y = sel.loss.sel(run=run).values
+                y = sel.loss.sel(curve=run).values
                 ok = np.isfinite(y)
                 x = ds.step.values[ok]
                 axes[i, 0].plot(x, y[ok], color=c, lw=1.3, label=str(run))
-                axes[i, 0].plot(x, sel.river.sel(run=run).values[ok], color=c, lw=1.0, ls="--")
-                axes[i, 1].plot(x, sel.hill.sel(run=run).values[ok], color=c, lw=1.2)
+                axes[i, 0].plot(x, sel.river.sel(curve=run).values[ok], color=c, lw=1.0, ls="--")
+                axes[i, 1].plot(x, sel.hill.sel(curve=run).values[ok], color=c, lw=1.2)
             axes[i, 0].plot([], [], "k--", lw=1.0, label="river component (fitted)")
             axes[i, 0].set_title(f"{size}: real loss (solid) and its river component (dashed)")
             axes[i, 0].set_ylabel("loss (nats)")
@@ -622,7 +626,7 @@ def plot_cooldown(ds: xr.Dataset, out: Path) -> list[Path]:
 
 def plot_toy(ds: xr.Dataset, out: Path) -> list[Path]:
     sizes = list(ds.size.values)
-    toy_runs = [r for r in ds.run.values if np.isfinite(ds.toy_loss.sel(run=r).values).any()]
+    toy_runs = [r for r in ds.curve.values if np.isfinite(ds.toy_loss.sel(curve=r).values).any()]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.4), squeeze=False)
         for i, size in enumerate(sizes):
@@ -630,8 +634,8 @@ def plot_toy(ds: xr.Dataset, out: Path) -> list[Path]:
             sel = ds.sel(size=size)
             for run in toy_runs:
                 c = RUN_COLORS[str(run)]
-                y = sel.loss.sel(run=run).values
-                toy = sel.toy_loss.sel(run=run).values
+                y = sel.loss.sel(curve=run).values
+                toy = sel.toy_loss.sel(curve=run).values
                 ok = np.isfinite(y) & np.isfinite(toy)
                 x = ds.step.values[ok]
                 ax.plot(x, y[ok], color=c, lw=2.2, alpha=0.35)

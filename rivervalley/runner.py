@@ -118,12 +118,15 @@ class Options(NamedTuple):
     ``gradient``: ``"stochastic"`` (``landscape.stochastic_grad``) or ``"exact"``
     (``landscape.grad``: full-batch); ``params``: record the iterates; ``sharpness_iters``: if
     positive, record the top Hessian eigenvalue by that many Lanczos iterations; ``save``: a
-    function ``save(point, landscape) -> {name: array}`` whose outputs are recorded too."""
+    function ``save(point, landscape) -> {name: array}`` whose outputs are recorded too;
+    ``split_every``: the river / hill split (``landscape.decompose``) at every this many records
+    only (record ``0, k, 2k, ...``), NaN at the others."""
 
     gradient: str = "stochastic"
     params: bool = False
     sharpness_iters: int = 0
     save: Callable[[Any, Any], Mapping[str, Any]] | None = None
+    split_every: int = 1
 
 
 DEFAULT_OPTIONS = Options()
@@ -181,12 +184,23 @@ def update(
     )
 
 
+def _split(landscape: Landscape, point: Any, due: jax.Array | None):
+    """``landscape.decompose(point)``, or, when ``due`` (an unbatched flag) is given and false,
+    the same structure filled with NaN (``lax.cond``: the split is not computed then)."""
+    if due is None:
+        return landscape.decompose(point)
+    shapes = jax.eval_shape(landscape.decompose, point)
+    blank = jax.tree_util.tree_map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
+    return jax.lax.cond(due, landscape.decompose, lambda _: blank, point)
+
+
 def record(
     landscape: Landscape,
     schedule: Any,
     state: RunState,
     what: Options = DEFAULT_OPTIONS,
     optimizer: Optimizer | None = None,
+    split_due: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """The recorded quantities at the current step (``lr`` is the rate of the next update; none
     without a schedule), the landscape's ``observables``, the optional quantities chosen by
@@ -196,7 +210,9 @@ def record(
     ``optimizer.eval_params(opt_state, params)`` (for schedule-free the evaluation point ``x``;
     then ``y_loss`` is the loss at the gradient point ``params``), and for each of its iterate
     averages ``a`` (``optimizer.averages``: ``ema``, ``window``) ``a_loss``, ``a_river_loss``
-    and ``a_hill_loss`` are recorded (and ``a_params`` if ``what.params``)."""
+    and ``a_hill_loss`` are recorded (and ``a_params`` if ``what.params``).  ``split_due``
+    (an unbatched boolean, ``what.split_every > 1``): whether this record computes the river /
+    hill split (else its parts read NaN)."""
     point = state.params
     extra = {}
     if optimizer is not None:
@@ -204,13 +220,13 @@ def record(
         if optimizer.schedule_free:
             extra["y_loss"] = landscape.loss(state.params)
         for name, average in optimizer.averages(state.opt_state).items():
-            average_parts = landscape.decompose(average)
+            average_parts = _split(landscape, average, split_due)
             extra[f"{name}_loss"] = landscape.loss(average)
             extra[f"{name}_river_loss"] = average_parts.river_loss
             extra[f"{name}_hill_loss"] = average_parts.hill_loss
             if what.params:
                 extra[f"{name}_params"] = average
-    parts = landscape.decompose(point)
+    parts = _split(landscape, point, split_due)
     if what.params:
         extra["params"] = point
     if what.sharpness_iters:
@@ -255,11 +271,14 @@ def advance(
     n_records: int,
     record_every: int,
     what: Options = DEFAULT_OPTIONS,
+    first_record: Any = 0,
 ):
     """Record the state as given, then run ``n_records * record_every`` updates of one run,
     recording after every ``record_every``; returns the final state and ``n_records + 1``
     records.  The record is traced once (the first iteration skips the updates with a
-    ``lax.cond`` on an unbatched flag), so a sweep compiles the record and the update once."""
+    ``lax.cond`` on an unbatched flag), so a sweep compiles the record and the update once.
+    ``first_record``: the number of the record taken first (unbatched; it places the split of
+    ``what.split_every`` on the sweep's record grid across chunks)."""
 
     def one_update(state, _):
         return update(landscape, optimizer, schedule, state, what.gradient), None
@@ -272,7 +291,9 @@ def advance(
 
     def one_record(state, index):
         state = jax.lax.cond(index == 0, lambda s: s, updates, state)
-        return _blank_if_diverged(state, record(landscape, schedule, state, what, optimizer))
+        due = None if what.split_every == 1 else (first_record + index) % what.split_every == 0
+        rec = record(landscape, schedule, state, what, optimizer, due)
+        return _blank_if_diverged(state, rec)
 
     return jax.lax.scan(one_record, state, jnp.arange(n_records + 1))
 
@@ -296,12 +317,20 @@ def advance_runs(
     record_every: int,
     what: Options = DEFAULT_OPTIONS,
     axes: tuple = (0, 0, 0),
+    first_record: Any = 0,
 ):
     """``advance`` vmapped over a batch of runs (``axes``: the ``vmap`` axis of the landscape,
-    optimizer and schedule, 0 for one entry per run or ``None`` for shared) and compiled."""
+    optimizer and schedule, 0 for one entry per run or ``None`` for shared) and compiled;
+    ``first_record`` (shared by the runs) as in ``advance``."""
     global _TRACE_COUNT
     _TRACE_COUNT += 1
-    step = functools.partial(advance, n_records=n_records, record_every=record_every, what=what)
+    step = functools.partial(
+        advance,
+        n_records=n_records,
+        record_every=record_every,
+        what=what,
+        first_record=first_record,
+    )
     return jax.vmap(step, in_axes=(*axes, 0))(landscape, optimizer, schedule, state)
 
 
@@ -472,6 +501,7 @@ def sweep(
     progress: bool | None = None,
     record_params: bool = False,
     sharpness: int | np.integer = 0,
+    split_every: int | np.integer = 1,
     devices: int | Sequence[Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
 ) -> xr.Dataset:
@@ -516,6 +546,12 @@ def sweep(
     sharpness
         If positive, also record ``sharpness``: the top Hessian eigenvalue of the loss at every
         recorded point, by this many Lanczos iterations (``rivervalley.hessian``).
+    split_every
+        Compute the river / hill split (``landscape.decompose``: ``river_loss``, ``hill_loss``,
+        ``river_coord``, ``hill_dist``) at every ``split_every``-th record only (steps ``0,
+        k r, 2 k r, ...`` for ``record_every = r``), NaN at the others: for landscapes whose
+        split is costly (a relaxation split costs tens of gradients a record), so that the
+        loss can be recorded often and the split rarely.
     devices
         Shard the runs over these devices (or the first ``n`` local devices) with
         ``jax.sharding``; results are identical to a single-device sweep.
@@ -545,6 +581,7 @@ def sweep(
     if steps >= 2**31 - 1:
         raise ValueError(f"steps: at most {2**31 - 2} updates (int32 step counter), got {steps}")
     sharpness = _integer("sharpness", sharpness, 0)
+    split_every = _integer("split_every", split_every, 1)
     choice("sweep", "gradient", gradient, GRADIENTS)
     choice("sweep", "horizon", horizon, HORIZONS)
     if not isinstance(record_params, bool):
@@ -599,7 +636,7 @@ def sweep(
                     "the results with xarray (xr.concat(..., join='outer'))"
                 )
             extra_dims[name] = (dim, labels)
-    options = Options(gradient, record_params, sharpness, save)
+    options = Options(gradient, record_params, sharpness, save, split_every)
     group_lists = [_groups(lay) for lay in layouts[:2]]
     if schedule is not None:
         group_lists.append(_switch_schedules(layouts[2]))
@@ -777,6 +814,7 @@ def _run_group(
                 record_every=record_every,
                 what=options,
                 axes=axes,
+                first_record=jnp.asarray(done, jnp.int32),
             )
             # every chunk starts by recording its initial state: a repeat except in the first
             skip = 1 if done else 0

@@ -1,5 +1,7 @@
 """The sweep runner: batching, determinism, key convention, compilation, records, persistence."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -259,3 +261,22 @@ def test_save_rejects_object_arrays_that_netcdf_cannot_round_trip(tmp_path):
         "wsd",
         "cosine",
     ]
+
+
+def test_split_every_computes_the_split_on_its_grid_only():
+    """``split_every=3``: the split at records 0, 3, 6, ... equals the split of the plain sweep
+    (also across chunk boundaries that are not multiples of 3), NaN at the other records, and
+    every other record (the loss) is unchanged."""
+    valley = toy()
+    kw: dict[str, Any] = {"seeds": 3, "steps": 120, "record_every": 10}
+    plain = runner.sweep(valley, optimizers.sgd(), schedules.constant(0.05), **kw)
+    sparse = runner.sweep(
+        valley, optimizers.sgd(), schedules.constant(0.05), split_every=3, chunk_steps=50, **kw
+    )
+    np.testing.assert_array_equal(plain.loss.values, sparse.loss.values)
+    due = np.arange(plain.sizes["step"]) % 3 == 0
+    for name in ("river_loss", "hill_loss", "river_coord", "hill_dist"):
+        np.testing.assert_array_equal(plain[name].values[:, due], sparse[name].values[:, due])
+        assert np.isnan(sparse[name].values[:, ~due]).all(), name
+    with pytest.raises(ValueError, match="split_every"):
+        runner.sweep(valley, optimizers.sgd(), schedules.constant(0.05), split_every=0, **kw)
