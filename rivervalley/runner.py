@@ -119,8 +119,8 @@ class Options(NamedTuple):
     (``landscape.grad``: full-batch); ``params``: record the iterates; ``sharpness_iters``: if
     positive, record the top Hessian eigenvalue by that many Lanczos iterations; ``save``: a
     function ``save(point, landscape) -> {name: array}`` whose outputs are recorded too;
-    ``split_every``: the river / hill split (``landscape.decompose``) at every this many records
-    only (record ``0, k, 2k, ...``), NaN at the others."""
+    ``split_every``: the river / hill split (``landscape.decompose``) and the sharpness at every
+    this many records only (record ``0, k, 2k, ...``), NaN at the others."""
 
     gradient: str = "stochastic"
     params: bool = False
@@ -184,14 +184,14 @@ def update(
     )
 
 
-def _split(landscape: Landscape, point: Any, due: jax.Array | None):
-    """``landscape.decompose(point)``, or, when ``due`` (an unbatched flag) is given and false,
-    the same structure filled with NaN (``lax.cond``: the split is not computed then)."""
+def _when_due(measure: Callable[[Any], Any], point: Any, due: jax.Array | None):
+    """``measure(point)``, or, when ``due`` (an unbatched flag) is given and false, the same
+    structure filled with NaN (``lax.cond``: the measurement is not computed then)."""
     if due is None:
-        return landscape.decompose(point)
-    shapes = jax.eval_shape(landscape.decompose, point)
+        return measure(point)
+    shapes = jax.eval_shape(measure, point)
     blank = jax.tree_util.tree_map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
-    return jax.lax.cond(due, landscape.decompose, lambda _: blank, point)
+    return jax.lax.cond(due, measure, lambda _: blank, point)
 
 
 def record(
@@ -212,7 +212,7 @@ def record(
     averages ``a`` (``optimizer.averages``: ``ema``, ``window``) ``a_loss``, ``a_river_loss``
     and ``a_hill_loss`` are recorded (and ``a_params`` if ``what.params``).  ``split_due``
     (an unbatched boolean, ``what.split_every > 1``): whether this record computes the river /
-    hill split (else its parts read NaN)."""
+    hill split and the sharpness (else they read NaN)."""
     point = state.params
     extra = {}
     if optimizer is not None:
@@ -220,18 +220,19 @@ def record(
         if optimizer.schedule_free:
             extra["y_loss"] = landscape.loss(state.params)
         for name, average in optimizer.averages(state.opt_state).items():
-            average_parts = _split(landscape, average, split_due)
+            average_parts = _when_due(landscape.decompose, average, split_due)
             extra[f"{name}_loss"] = landscape.loss(average)
             extra[f"{name}_river_loss"] = average_parts.river_loss
             extra[f"{name}_hill_loss"] = average_parts.hill_loss
             if what.params:
                 extra[f"{name}_params"] = average
-    parts = _split(landscape, point, split_due)
+    parts = _when_due(landscape.decompose, point, split_due)
     if what.params:
         extra["params"] = point
     if what.sharpness_iters:
         iters = what.sharpness_iters
-        extra["sharpness"] = hessian.sharpness(landscape.loss, point, iters=iters)
+        sharpness = functools.partial(hessian.sharpness, landscape.loss, iters=iters)
+        extra["sharpness"] = _when_due(sharpness, point, split_due)
     extra |= landscape.observables(point)
     if what.save is not None:
         extra |= {k: jnp.asarray(v) for k, v in what.save(point, landscape).items()}
@@ -551,7 +552,7 @@ def sweep(
         ``river_coord``, ``hill_dist``) at every ``split_every``-th record only (steps ``0,
         k r, 2 k r, ...`` for ``record_every = r``), NaN at the others: for landscapes whose
         split is costly (a relaxation split costs tens of gradients a record), so that the
-        loss can be recorded often and the split rarely.
+        loss can be recorded often and the split rarely.  ``sharpness`` follows the same grid.
     devices
         Shard the runs over these devices (or the first ``n`` local devices) with
         ``jax.sharding``; results are identical to a single-device sweep.

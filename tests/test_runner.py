@@ -264,18 +264,18 @@ def test_save_rejects_object_arrays_that_netcdf_cannot_round_trip(tmp_path):
 
 
 def test_split_every_computes_the_split_on_its_grid_only():
-    """``split_every=3``: the split at records 0, 3, 6, ... equals the split of the plain sweep
-    (also across chunk boundaries that are not multiples of 3), NaN at the other records, and
-    every other record (the loss) is unchanged."""
+    """``split_every=3``: the split and the sharpness at records 0, 3, 6, ... equal those of the
+    plain sweep (also across chunk boundaries that are not multiples of 3), NaN at the other
+    records, and every other record (the loss) is unchanged."""
     valley = toy()
-    kw: dict[str, Any] = {"seeds": 3, "steps": 120, "record_every": 10}
+    kw: dict[str, Any] = {"seeds": 3, "steps": 120, "record_every": 10, "sharpness": 4}
     plain = runner.sweep(valley, optimizers.sgd(), schedules.constant(0.05), **kw)
     sparse = runner.sweep(
         valley, optimizers.sgd(), schedules.constant(0.05), split_every=3, chunk_steps=50, **kw
     )
     np.testing.assert_array_equal(plain.loss.values, sparse.loss.values)
     due = np.arange(plain.sizes["step"]) % 3 == 0
-    for name in ("river_loss", "hill_loss", "river_coord", "hill_dist"):
+    for name in ("river_loss", "hill_loss", "river_coord", "hill_dist", "sharpness"):
         np.testing.assert_array_equal(plain[name].values[:, due], sparse[name].values[:, due])
         assert np.isnan(sparse[name].values[:, ~due]).all(), name
     with pytest.raises(ValueError, match="split_every"):
