@@ -98,3 +98,18 @@ def top_eigenvalues(
 def sharpness(f: Loss, w: jax.Array, *, iters: int = 20) -> jax.Array:
     """The top Hessian eigenvalue ``lambda_max(H(w))`` (a scalar), by Lanczos."""
     return top_eigenvalues(f, w, 1, iters=iters)[0]
+
+
+def preconditioned_sharpness(
+    f: Loss, w: jax.Array, scale: jax.Array, *, iters: int = 20
+) -> jax.Array:
+    r"""The top eigenvalue of the preconditioned Hessian ``diag(scale) H(w)`` (a scalar), the
+    curvature a diagonally preconditioned method sees: its update is ``-eta scale * g``, so it
+    is stable on a quadratic only while ``eta lambda_max(diag(scale) H) < 2`` (Adam, with
+    momentum ``beta_1``: ``< 2 + 2 beta_1 / (1 - beta_1)``, i.e. 38 at ``beta_1 = 0.9``).
+    ``diag(scale) H`` has the eigenvalues of the symmetric ``S^{1/2} H S^{1/2}``
+    (``S = diag(scale)``, ``scale > 0``, shape ``(d,)``), the Hessian of
+    ``u -> f(w + sqrt(scale) * u)`` at ``u = 0``, so this is ``sharpness`` in those
+    coordinates."""
+    root = jnp.sqrt(scale)
+    return sharpness(lambda u: f(w + root * u), jnp.zeros_like(w), iters=iters)

@@ -120,13 +120,15 @@ class Options(NamedTuple):
     positive, record the top Hessian eigenvalue by that many Lanczos iterations; ``save``: a
     function ``save(point, landscape) -> {name: array}`` whose outputs are recorded too;
     ``split_every``: the river / hill split (``landscape.decompose``) and the sharpness at every
-    this many records only (record ``0, k, 2k, ...``), NaN at the others."""
+    this many records only (record ``0, k, 2k, ...``), NaN at the others; ``preconditioned``:
+    with ``sharpness_iters``, also Adam's preconditioned sharpness (``adam_sharpness``)."""
 
     gradient: str = "stochastic"
     params: bool = False
     sharpness_iters: int = 0
     save: Callable[[Any, Any], Mapping[str, Any]] | None = None
     split_every: int = 1
+    preconditioned: bool = False
 
 
 DEFAULT_OPTIONS = Options()
@@ -194,6 +196,36 @@ def _when_due(measure: Callable[[Any], Any], point: Any, due: jax.Array | None):
     return jax.lax.cond(due, measure, lambda _: blank, point)
 
 
+def adam_sharpness(
+    landscape: Landscape, optimizer: Optimizer, opt_state: Any, point: jax.Array, iters: int
+) -> jax.Array:
+    r"""Adam's preconditioned sharpness at ``point``: ``lambda_max(diag(s) H)`` with
+    ``s = 1 / (sqrt(nu_hat) + eps)``, ``nu_hat = nu / (1 - beta_2^t)`` the bias-corrected second
+    moment of the optimizer's (one) ``optax.ScaleByAdamState`` (``hessian.preconditioned_
+    sharpness``); Adam at rate ``eta`` with ``beta_1 = 0.9`` is stable on a quadratic while
+    this is below ``38 / eta``.  NaN before the first update or for an optimizer without an
+    Adam state; ``beta_2`` and ``eps`` are the optimizer's hyperparameters (optax's defaults
+    when not given)."""
+    found = [
+        x
+        for x in jax.tree_util.tree_leaves(
+            opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState)
+        )
+        if isinstance(x, optax.ScaleByAdamState)
+    ]
+    nu = jnp.asarray(found[0].nu) if len(found) == 1 else None
+    if nu is None or nu.shape != jnp.shape(point):
+        return jnp.full((), jnp.nan, jnp.result_type(point))
+    count = jnp.asarray(found[0].count)
+    b2 = optimizer.hyperparams.get("b2", 0.999)
+    eps = optimizer.hyperparams.get("eps", 1e-8)
+    t = jnp.maximum(count, 1).astype(point.dtype)
+    nu_hat = nu / (1.0 - jnp.asarray(b2, point.dtype) ** t)
+    scale = 1.0 / (jnp.sqrt(nu_hat) + eps)
+    value = hessian.preconditioned_sharpness(landscape.loss, point, scale, iters=iters)
+    return jnp.where(count > 0, value, jnp.nan)
+
+
 def record(
     landscape: Landscape,
     schedule: Any,
@@ -233,6 +265,12 @@ def record(
         iters = what.sharpness_iters
         sharpness = functools.partial(hessian.sharpness, landscape.loss, iters=iters)
         extra["sharpness"] = _when_due(sharpness, point, split_due)
+        if what.preconditioned and optimizer is not None:
+            extra["preconditioned_sharpness"] = _when_due(
+                lambda p: adam_sharpness(landscape, optimizer, state.opt_state, p, iters),
+                point,
+                split_due,
+            )
     extra |= landscape.observables(point)
     if what.save is not None:
         extra |= {k: jnp.asarray(v) for k, v in what.save(point, landscape).items()}
@@ -503,6 +541,7 @@ def sweep(
     record_params: bool = False,
     sharpness: int | np.integer = 0,
     split_every: int | np.integer = 1,
+    preconditioned_sharpness: bool = False,
     devices: int | Sequence[Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
 ) -> xr.Dataset:
@@ -553,6 +592,10 @@ def sweep(
         k r, 2 k r, ...`` for ``record_every = r``), NaN at the others: for landscapes whose
         split is costly (a relaxation split costs tens of gradients a record), so that the
         loss can be recorded often and the split rarely.  ``sharpness`` follows the same grid.
+    preconditioned_sharpness
+        With ``sharpness``, also record ``preconditioned_sharpness``: Adam's
+        ``lambda_max(diag(1 / (sqrt(nu_hat) + eps)) H)`` (``adam_sharpness``; NaN for an
+        optimizer without one Adam state and at step 0), to hold against ``38 / eta``.
     devices
         Shard the runs over these devices (or the first ``n`` local devices) with
         ``jax.sharding``; results are identical to a single-device sweep.
@@ -637,7 +680,13 @@ def sweep(
                     "the results with xarray (xr.concat(..., join='outer'))"
                 )
             extra_dims[name] = (dim, labels)
-    options = Options(gradient, record_params, sharpness, save, split_every)
+    if not isinstance(preconditioned_sharpness, bool):
+        raise ValueError(
+            f"preconditioned_sharpness: need True or False, got {preconditioned_sharpness!r}"
+        )
+    options = Options(
+        gradient, record_params, sharpness, save, split_every, preconditioned_sharpness
+    )
     group_lists = [_groups(lay) for lay in layouts[:2]]
     if schedule is not None:
         group_lists.append(_switch_schedules(layouts[2]))

@@ -302,3 +302,53 @@ def test_sweep_records_the_sharpness_of_a_noisy_quadratic():
     np.testing.assert_allclose(ds.sharpness.values, np.broadcast_to(expected, (2, 2, 5)), rtol=1e-5)
     with pytest.raises(ValueError, match="sharpness"):
         sweep(landscape, optimizers.sgd(), schedules.constant(0.1), sharpness=-1, **kwargs)
+
+
+def test_preconditioned_sharpness_is_the_top_eigenvalue_of_diag_s_h(x64):
+    """``lambda_max(diag(s) H)`` by Lanczos in rescaled coordinates equals the largest
+    eigenvalue of the (non-symmetric) dense product, for a random SPD ``H`` and ``s > 0``."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 6))
+    h = a @ a.T + 0.1 * np.eye(6)
+    s = rng.uniform(0.1, 5.0, size=6)
+    w = rng.normal(size=6)
+
+    def f(x):
+        return 0.5 * x @ jnp.asarray(h) @ x
+
+    got = hessian.preconditioned_sharpness(f, jnp.asarray(w), jnp.asarray(s), iters=6)
+    want = np.max(np.linalg.eigvals(np.diag(s) @ h).real)
+    assert float(got) == pytest.approx(want, rel=1e-10)
+
+
+def test_adam_sharpness_in_a_sweep_equals_the_closed_form_on_a_quadratic():
+    """Adam on a noiseless diagonal quadratic: the preconditioned Hessian is diagonal, so its
+    top eigenvalue is ``max_i lambda_i / (sqrt(nu_hat_i) + eps)``, with ``nu_hat`` the
+    bias-corrected second moment of the gradients ``lambda_i w_i`` along the recorded path
+    (recomputed here from the recorded iterates); NaN at step 0 (no second moment yet)."""
+    lam = np.array([4.0, 1.0, 0.25])
+    quad = noisy_quadratic(lam, 0.0, np.array([1.0, -2.0, 3.0]))
+    ds = sweep(
+        quad,
+        optimizers.adam(),
+        schedules.constant(0.01),
+        seeds=1,
+        steps=6,
+        record_every=1,
+        gradient="exact",
+        sharpness=3,
+        preconditioned_sharpness=True,
+        record_params=True,
+    )
+    got = ds["preconditioned_sharpness"].isel(seed=0).values
+    w = ds["params"].isel(seed=0).values  # (step, param)
+    assert np.isnan(got[0])
+    nu = np.zeros(3)
+    for t in range(1, w.shape[0]):
+        g = lam * w[t - 1]  # the gradient of update t, at the iterate before it
+        nu = 0.999 * nu + 0.001 * g**2
+        want = np.max(lam / (np.sqrt(nu / (1 - 0.999**t)) + 1e-8))
+        assert got[t] == pytest.approx(want, rel=1e-4), t
+    with pytest.raises(ValueError, match="preconditioned_sharpness"):
+        sweep(quad, optimizers.adam(), schedules.constant(0.01), seeds=1, steps=2,
+              preconditioned_sharpness="yes")  # type: ignore[arg-type]  # fmt: skip
