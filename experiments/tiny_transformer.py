@@ -296,7 +296,9 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict[str, Any]:
         }
     out["token_classes"] = classes
     # (4) edge of stability: sharpness x eta / 2 during the stable phase
-    stable = ds.sel(schedule="constant", step=slice(warm + 1, decay_start))
+    # from a quarter of the stable phase on (at the first records after the warmup, Adam's
+    # second moments of some parameters are still ~0 and the preconditioned curvature explodes)
+    stable = ds.sel(schedule="constant", step=slice(decay_start // 4, decay_start))
     ratio = (stable.sharpness * stable.lr / 2).dropna("step", how="all")
     adam = (stable.preconditioned_sharpness * stable.lr).dropna("step", how="all")
     out["sharpness"] = {
@@ -304,6 +306,11 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict[str, Any]:
         "constant_stable_phase_sharpness_times_lr_over_2": _ms(ratio.mean("step").values),
         "constant_stable_phase_preconditioned_times_lr": _ms(adam.mean("step").values),
         "constant_stable_phase_preconditioned_times_lr_max": _ms(adam.max("step").values),
+        "constant_stable_phase_preconditioned_times_lr_range": [
+            round(float(adam.min()), 2),
+            round(float(adam.max()), 2),
+        ],
+        "stable_phase_window": [int(decay_start // 4), int(decay_start)],
         "adam_threshold_38_over_lr": round(38 / cfg.peak, 1),
         "plain_threshold_2_over_lr": round(2 / cfg.peak, 1),
         "wsd_final_sharpness": _ms(_at(ds, "sharpness", "wsd", t)),
