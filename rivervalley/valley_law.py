@@ -53,6 +53,13 @@ therefore *effective* parameters of a relaxation model, not measured Hessian eig
 gradient-noise variances; the split into river and hill components (``components``) is the
 law's reading of the curve, not a measurement of it.
 
+*The law as a landscape* (``as_landscape``).  A fitted law is the expected SGD loss of a
+landscape of the lab: a straight ``river_valley(river="power")`` with the fitted hills, rates
+and losses rescaled exactly, its hills started from their stationary spread
+(``StationaryValley``); simulating it (``sweep``) reproduces the law within Monte-Carlo error
+(``tests/test_valley_law.py``), which is how ``experiments/real_curves.py`` runs "the toy behind
+the real curves" under the real schedules.
+
 Conventions are those of ``laws.Law`` / ``laws.Curve``: ``rates`` are the post-warmup rates
 ``eta_1 .. eta_T``, ``steps`` the 1-based post-warmup update counts at which the loss is wanted,
 ``warmup_sum`` is ``S_W`` and ``eta0`` the rate before ``eta_1`` (default ``eta_1``).  The
