@@ -75,6 +75,7 @@ class Config:
     relax_steps: int = 8
     curvature_iters: int = 6
     sharpness_iters: int = 8
+    hill_directions: int = 4  # the projected hill: the top 4 Hessian eigendirections
     law_max_nfev: int = 60
 
 
@@ -145,6 +146,7 @@ def compute(cfg: Config, progress: bool | None = None) -> xr.Dataset:
         split_every=cfg.split_every,
         sharpness=cfg.sharpness_iters,
         preconditioned_sharpness=True,
+        hill_directions=cfg.hill_directions,
         horizon="free",  # wsd_b1 / wsd_b2 end before T and stay at 0 after their budget
         chunk_steps=cfg.record_every * cfg.split_every,  # the progress bar's granularity
         progress=progress,
@@ -238,6 +240,8 @@ def summarize(ds: xr.Dataset, cfg: Config) -> dict[str, Any]:
             "loss_before_decay": _ms(_at(ds, "loss", name, decay_start)),
             "hill_before_decay": _ms(_at(ds, "hill_loss", name, decay_start)),
             "hill_final": _ms(_at(ds, "hill_loss", name, t)),
+            "projected_hill_before_decay": _ms(_at(ds, "projected_hill", name, decay_start)),
+            "projected_hill_final": _ms(_at(ds, "projected_hill", name, t)),
             "river_mid_stable": _ms(_at(ds, "river_loss", name, mid)),
             "river_before_decay": _ms(_at(ds, "river_loss", name, decay_start)),
             "river_final": _ms(_at(ds, "river_loss", name, t)),
@@ -348,13 +352,15 @@ def table(summary: dict[str, Any], quick: bool) -> str:
     )
     lines += [
         "| schedule | final loss (nats/byte) | loss before decay | hill before decay | "
-        "hill final | river before decay | river final |",
-        "|---|---|---|---|---|---|---|",
+        "hill final | projected hill before decay | projected hill final | "
+        "river before decay | river final |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in summary["plateau_and_drop"]["per_schedule"].items():
         lines.append(
             f"| {name} | {f(r['final_loss'])} | {f(r['loss_before_decay'])} | "
             f"{f(r['hill_before_decay'])} | {f(r['hill_final'])} | "
+            f"{f(r['projected_hill_before_decay'])} | {f(r['projected_hill_final'])} | "
             f"{f(r['river_before_decay'])} | {f(r['river_final'])} |"
         )
     lines += [
@@ -413,9 +419,11 @@ def plot(ds: xr.Dataset, cfg: Config, out: Path) -> list[Path]:
         ax.legend()
         ax = axes[0, 1]
         for name in BASIC:
-            _band(ax, ds.hill_loss.sel(schedule=name), colors[name], name)
+            _band(ax, ds.hill_loss.sel(schedule=name), colors[name], f"{name}: relaxation")
+            hill = ds.projected_hill.sel(schedule=name)
+            _band(ax, hill, colors[name], f"{name}: top-{cfg.hill_directions} projection", ":")
         ax.axvline(round((1 - cfg.wsd_decay) * cfg.steps), color="grey", lw=0.6, ls=":")
-        ax.set_title("(b) hill component: loss drop of a short relaxation")
+        ax.set_title("(b) hill component: relaxation (solid), eigen-projection (dotted)")
         ax.set_ylabel("hill loss (nats / byte)")
         ax.set_ylim(0, None)
         ax.legend(fontsize=7)

@@ -47,9 +47,19 @@ def eigh(f: Loss, w: jax.Array) -> tuple[jax.Array, jax.Array]:
 def lanczos(
     f: Loss, w: jax.Array, iters: int, start: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
+    """``iters`` Lanczos iterations (see ``lanczos_basis``): the tridiagonal's diagonal
+    ``alpha`` ``(m,)`` and off-diagonal ``beta`` ``(m - 1,)``."""
+    alphas, betas, _ = lanczos_basis(f, w, iters, start)
+    return alphas, betas
+
+
+def lanczos_basis(
+    f: Loss, w: jax.Array, iters: int, start: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``iters`` Lanczos iterations from ``start`` (default: a fixed Gaussian vector).
 
-    Returns the tridiagonal's diagonal ``alpha`` ``(m,)`` and off-diagonal ``beta`` ``(m - 1,)``.
+    Returns the tridiagonal's diagonal ``alpha`` ``(m,)``, off-diagonal ``beta`` ``(m - 1,)``
+    and the orthonormal Lanczos vectors ``Q`` ``(m, d)`` (rows; zero rows after a breakdown).
     After an exact breakdown (an invariant subspace found, ``beta ~ 0``) the remaining
     iterations contribute zeros, which are spurious Ritz values at 0 and do not disturb the top
     eigenvalues of a Hessian with a positive top eigenvalue."""
@@ -76,8 +86,8 @@ def lanczos(
         return basis, q_next, alphas.at[j].set(alpha), betas.at[j].set(jnp.where(broke, 0, beta))
 
     init = (basis, q, jnp.zeros(m, w.dtype), jnp.zeros(m, w.dtype))
-    _, _, alphas, betas = jax.lax.fori_loop(0, m, body, init)
-    return alphas, betas[: m - 1]
+    basis, _, alphas, betas = jax.lax.fori_loop(0, m, body, init)
+    return alphas, betas[: m - 1], basis
 
 
 def tridiagonal_eigenvalues(alphas: jax.Array, betas: jax.Array) -> jax.Array:
@@ -113,3 +123,32 @@ def preconditioned_sharpness(
     coordinates."""
     root = jnp.sqrt(scale)
     return sharpness(lambda u: f(w + root * u), jnp.zeros_like(w), iters=iters)
+
+
+def top_eigenpairs(
+    f: Loss, w: jax.Array, k: int = 1, *, iters: int = 20
+) -> tuple[jax.Array, jax.Array]:
+    """The ``k`` largest Ritz pairs of ``H(w)``: values ``(k,)`` (descending) and unit vectors
+    ``(k, d)`` (rows), ``u = Q^T s`` for the eigenvectors ``s`` of the Lanczos tridiagonal."""
+    alphas, betas, basis = lanczos_basis(f, w, iters)
+    t = jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
+    values, vectors = jnp.linalg.eigh(t)
+    top = jnp.arange(values.shape[0] - 1, values.shape[0] - 1 - k, -1)
+    return values[top], (basis.T @ vectors[:, top]).T
+
+
+def projected_hill(f: Loss, w: jax.Array, k: int = 8, *, iters: int = 20) -> jax.Array:
+    r"""The hill loss seen in the top ``k`` Hessian eigendirections: the loss drop of a Newton
+    step restricted to them under the local quadratic model,
+
+    .. math::
+
+        h_k(w) = \sum_{i \le k,\ \lambda_i > 0} \frac{(\nabla f(w) \cdot u_i)^2}{2 \lambda_i},
+
+    with ``(lambda_i, u_i)`` the top Ritz pairs (``top_eigenpairs``).  On a quadratic whose top
+    ``k`` curvatures are the hills it is exactly their loss ``sum lambda_i w_i^2 / 2``."""
+    values, vectors = top_eigenpairs(f, w, k, iters=iters)
+    g = jax.grad(f)(w)
+    coef = vectors @ g
+    safe = jnp.where(values > 0, values, 1.0)
+    return jnp.sum(jnp.where(values > 0, coef**2 / (2.0 * safe), 0.0))

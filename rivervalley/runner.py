@@ -121,7 +121,9 @@ class Options(NamedTuple):
     function ``save(point, landscape) -> {name: array}`` whose outputs are recorded too;
     ``split_every``: the river / hill split (``landscape.decompose``) and the sharpness at every
     this many records only (record ``0, k, 2k, ...``), NaN at the others; ``preconditioned``:
-    with ``sharpness_iters``, also Adam's preconditioned sharpness (``adam_sharpness``)."""
+    with ``sharpness_iters``, also Adam's preconditioned sharpness (``adam_sharpness``);
+    ``hill_directions``: with ``sharpness_iters``, also ``projected_hill`` in that many top
+    Hessian eigendirections (``hessian.projected_hill``)."""
 
     gradient: str = "stochastic"
     params: bool = False
@@ -129,6 +131,7 @@ class Options(NamedTuple):
     save: Callable[[Any, Any], Mapping[str, Any]] | None = None
     split_every: int = 1
     preconditioned: bool = False
+    hill_directions: int = 0
 
 
 DEFAULT_OPTIONS = Options()
@@ -265,6 +268,11 @@ def record(
         iters = what.sharpness_iters
         sharpness = functools.partial(hessian.sharpness, landscape.loss, iters=iters)
         extra["sharpness"] = _when_due(sharpness, point, split_due)
+        if what.hill_directions:
+            projected = functools.partial(
+                hessian.projected_hill, landscape.loss, k=what.hill_directions, iters=iters
+            )
+            extra["projected_hill"] = _when_due(projected, point, split_due)
         if what.preconditioned and optimizer is not None:
             extra["preconditioned_sharpness"] = _when_due(
                 lambda p: adam_sharpness(landscape, optimizer, state.opt_state, p, iters),
@@ -542,6 +550,7 @@ def sweep(
     sharpness: int | np.integer = 0,
     split_every: int | np.integer = 1,
     preconditioned_sharpness: bool = False,
+    hill_directions: int | np.integer = 0,
     devices: int | Sequence[Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
 ) -> xr.Dataset:
@@ -596,6 +605,10 @@ def sweep(
         With ``sharpness``, also record ``preconditioned_sharpness``: Adam's
         ``lambda_max(diag(1 / (sqrt(nu_hat) + eps)) H)`` (``adam_sharpness``; NaN for an
         optimizer without one Adam state and at step 0), to hold against ``38 / eta``.
+    hill_directions
+        With ``sharpness``, also record ``projected_hill``: the hill loss in the top
+        ``hill_directions`` Hessian eigendirections (``hessian.projected_hill``: the loss drop
+        of a Newton step restricted to them), a second hill estimate beside the split's.
     devices
         Shard the runs over these devices (or the first ``n`` local devices) with
         ``jax.sharding``; results are identical to a single-device sweep.
@@ -684,8 +697,15 @@ def sweep(
         raise ValueError(
             f"preconditioned_sharpness: need True or False, got {preconditioned_sharpness!r}"
         )
+    hill_directions = _integer("hill_directions", hill_directions, 0)
     options = Options(
-        gradient, record_params, sharpness, save, split_every, preconditioned_sharpness
+        gradient,
+        record_params,
+        sharpness,
+        save,
+        split_every,
+        preconditioned_sharpness,
+        hill_directions,
     )
     group_lists = [_groups(lay) for lay in layouts[:2]]
     if schedule is not None:

@@ -352,3 +352,48 @@ def test_adam_sharpness_in_a_sweep_equals_the_closed_form_on_a_quadratic():
     with pytest.raises(ValueError, match="preconditioned_sharpness"):
         sweep(quad, optimizers.adam(), schedules.constant(0.01), seeds=1, steps=2,
               preconditioned_sharpness="yes")  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_top_eigenpairs_and_projected_hill_are_exact_with_d_iterations(x64):
+    """With ``iters = d`` the Ritz pairs are eigenpairs (``H u = lambda u``, the top values of
+    ``eigh``), and the projected hill of a quadratic ``f = (w - c)^T H (w - c) / 2`` in its top
+    ``k`` directions is the quadratic's loss in them, ``sum_i lambda_i ((w - c) . u_i)^2 / 2``."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(7, 7))
+    h = a @ a.T + 0.5 * np.eye(7)
+    c, w = rng.normal(size=7), rng.normal(size=7)
+
+    def f(x):
+        d = x - jnp.asarray(c)
+        return 0.5 * d @ jnp.asarray(h) @ d
+
+    values, vectors = hessian.top_eigenpairs(f, jnp.asarray(w), 3, iters=7)
+    exact, basis = np.linalg.eigh(h)
+    np.testing.assert_allclose(np.asarray(values), exact[::-1][:3], rtol=1e-10)
+    for lam, u in zip(np.asarray(values), np.asarray(vectors), strict=True):
+        np.testing.assert_allclose(h @ u, lam * u, atol=1e-9)
+    want = sum(0.5 * exact[-i] * ((w - c) @ basis[:, -i]) ** 2 for i in (1, 2, 3))
+    got = hessian.projected_hill(f, jnp.asarray(w), 3, iters=7)
+    assert float(got) == pytest.approx(want, rel=1e-9)
+
+
+def test_sweep_records_the_projected_hill_of_a_noisy_quadratic():
+    """GD on a quadratic with three hills (curvatures 4, 3, 2) and a flat river (0.01): the
+    recorded ``projected_hill`` in the top 3 directions is the hills' loss at every record."""
+    lam = np.array([0.01, 4.0, 3.0, 2.0])
+    quad = noisy_quadratic(lam, 0.0, np.array([5.0, 1.0, -1.0, 0.5]))
+    ds = sweep(
+        quad,
+        optimizers.sgd(),
+        schedules.constant(0.05),
+        seeds=1,
+        steps=20,
+        record_every=5,
+        gradient="exact",
+        sharpness=4,
+        hill_directions=3,
+        record_params=True,
+    )
+    w = ds["params"].isel(seed=0).values
+    want = 0.5 * np.sum(lam[1:] * w[:, 1:] ** 2, axis=1)
+    np.testing.assert_allclose(ds["projected_hill"].isel(seed=0).values, want, rtol=1e-4)
